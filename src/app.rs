@@ -1,0 +1,268 @@
+//! Shared state and the process: build keys, OIDC client, pages and policy; bind listeners;
+//! serve until SIGTERM / Ctrl-C, then drain.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use http::StatusCode;
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::authz::decision::{Body, Reply};
+use crate::authz::input::CheckInput;
+use crate::authz::policy::Policy;
+use crate::clock::Clock;
+use crate::config::{Config, Sources};
+use crate::error::Error;
+use crate::oidc::Oidc;
+use crate::pages::{ErrorPage, Pages};
+use crate::redirect::{self, ReturnTo};
+use crate::session::SessionCookies;
+
+/// Everything a request needs, built once at start-up.
+pub struct App {
+    pub config: Config,
+    pub clock: Clock,
+    pub sessions: SessionCookies,
+    pub oidc: Arc<Oidc>,
+    pub pages: Pages,
+    pub policy: Policy,
+}
+
+impl App {
+    /// Build the state. Discovery is not run here (see [`Oidc::discover_until_ready`]).
+    pub fn new(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let pages = Pages::load(config.pages.templates_dir.as_deref())
+            .context("pages.templates_dir")?;
+        let oidc = Arc::new(Oidc::new(config.oidc.clone())?);
+        Ok(Self {
+            sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
+            policy: Policy::new(&config.authz),
+            oidc,
+            pages,
+            clock,
+            config,
+        })
+    }
+
+    /// The scheme assumed when the gateway does not say: https when cookies are Secure.
+    pub fn default_scheme(&self) -> &'static str {
+        if self.config.cookie.secure {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The callback URL for this request: `oidc.redirect_url`, or scheme + the check's Host +
+    /// proxy prefix + `/callback`. A Host that cannot form a URL gets a 400 page.
+    pub fn redirect_url(&self, input: &CheckInput) -> Result<Url, Box<Reply>> {
+        if let Some(u) = &self.config.oidc.redirect_url {
+            return Ok(u.clone());
+        }
+        let host = &input.host;
+        let sane = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        let url = sane
+            .then(|| {
+                Url::parse(&format!(
+                    "{}{}/callback",
+                    input.origin(self.default_scheme()),
+                    self.config.server.proxy_prefix
+                ))
+                .ok()
+            })
+            .flatten();
+        url.ok_or_else(|| {
+            Box::new(self.error_page(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "The request's Host cannot be used for signing in.",
+                input,
+            ))
+        })
+    }
+
+    /// Validate an untrusted return URL against `authz.redirect_domains`; refused → `/`.
+    pub fn return_to(&self, raw: Option<&str>) -> ReturnTo {
+        raw.and_then(|r| redirect::validate(r, &self.config.authz.redirect_domains))
+            .unwrap_or_else(ReturnTo::root)
+    }
+
+    /// An HTML error page with this status.
+    pub fn error_page(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        input: &CheckInput,
+    ) -> Reply {
+        let return_to = redirect::validate(&input.path_and_query(), &[])
+            .filter(|r| {
+                crate::login::route(&self.config.server.proxy_prefix, r.as_str()).is_none()
+            })
+            .unwrap_or_else(ReturnTo::root);
+        let html = self.pages.error(&ErrorPage {
+            status: status.as_u16(),
+            title,
+            message,
+            proxy_prefix: &self.config.server.proxy_prefix,
+            redirect: return_to.as_str(),
+            footer: &self.config.pages.footer,
+            request_id: &input.request_id,
+        });
+        Reply::new(status, Body::html(html))
+    }
+
+    /// The reply for an infrastructure failure: 5xx, logged once here.
+    pub fn error_reply(&self, err: &Error, input: &CheckInput) -> Reply {
+        tracing::error!(request_id = %input.request_id, error = %err, "request failed");
+        let status = err.status();
+        if input.is_api() {
+            return Reply::new(
+                status,
+                Body::json(&serde_json::json!({
+                    "error": "unavailable",
+                    "message": err.title(),
+                    "request_id": input.request_id,
+                })),
+            );
+        }
+        self.error_page(
+            status,
+            err.title(),
+            "Please try again in a moment. If this keeps happening, give the request id below to your administrator.",
+            input,
+        )
+    }
+}
+
+/// Install the tracing subscriber (text or JSON on stderr).
+pub fn init_tracing(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) is not an error worth reporting.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// `portcullis serve`: run until a shutdown signal.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    init_tracing(&config.log.level, config.log.json);
+    runtime()?.block_on(async move {
+        let app = Arc::new(App::new(config, Clock::system())?);
+        let listeners = Listeners::bind(&app.config).await?;
+        tokio::spawn(app.oidc.clone().discover_until_ready());
+        listeners.serve(app, shutdown_signal()).await
+    })
+}
+
+/// `portcullis dev`: the proxy plus the embedded development issuer, on loopback.
+pub fn run_dev(args: crate::cli::DevArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(crate::dev_idp::run_dev(args))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The bound listeners (check + login, admin).
+pub struct Listeners {
+    pub http: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: bind(config.server.http_address, "server.http_address").await?,
+            admin: bind(config.server.admin_address, "server.admin_address").await?,
+        })
+    }
+
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// Serve both listeners until `shutdown` resolves, then finish in-flight requests.
+    pub async fn serve(
+        self,
+        app: Arc<App>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(
+            http = %self.http.local_addr()?,
+            admin = %self.admin.local_addr()?,
+            "portcullis listening"
+        );
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        let http = axum::serve(self.http, crate::http::check_router(app.clone()))
+            .with_graceful_shutdown(wait(rx.clone()));
+        let admin = axum::serve(self.admin, crate::http::admin::router(app))
+            .with_graceful_shutdown(wait(rx));
+        let (a, b) = tokio::join!(http.into_future(), admin.into_future());
+        a.context("check listener")?;
+        b.context("admin listener")?;
+        tracing::info!("portcullis stopped");
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {key} {addr}"))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Load the configuration for `dev` on top of dev defaults (used by `dev_idp::run_dev`).
+pub fn dev_config(sources: &Sources, base: figment::Figment) -> Result<Config, crate::config::ConfigError> {
+    Config::validate(Config::load_raw(sources, base)?)
+}

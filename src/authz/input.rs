@@ -1,0 +1,197 @@
+//! `CheckInput`: the protocol-neutral view of one request that a gateway asks about. Adapters
+//! (HTTP ext_authz, later gRPC and forward auth) build it; the core never sees wire types.
+
+use http::{HeaderMap, Method};
+
+/// One request to decide on.
+#[derive(Debug, Clone)]
+pub struct CheckInput {
+    pub method: Method,
+    /// `http`/`https` when the adapter knows it (gRPC attributes, trusted forwarded headers);
+    /// `None` in Envoy's HTTP mode, where it is not sent.
+    pub scheme: Option<String>,
+    /// The original `:authority` / Host, e.g. `app.example.com:8443`.
+    pub host: String,
+    /// The original path (Envoy's `path_prefix` already removed), without the query.
+    pub path: String,
+    /// The raw query string, without `?`, exactly as received.
+    pub query: Option<String>,
+    /// Request headers (names lowercase).
+    pub headers: HeaderMap,
+    /// Cookies from every `cookie` header, in order; Envoy joins repeated lines with `,`.
+    pub cookies: Vec<(String, String)>,
+    /// False when a configured `server.path_prefix` was missing from the check request.
+    pub path_prefix_ok: bool,
+    /// Request id for logs and error pages.
+    pub request_id: String,
+}
+
+impl CheckInput {
+    /// Build from the parts every adapter has. `target` is path plus optional `?query`.
+    pub fn new(
+        method: Method,
+        host: &str,
+        target: &str,
+        headers: HeaderMap,
+        request_id: String,
+    ) -> Self {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (target.to_string(), None),
+        };
+        let cookies = parse_cookies(&headers);
+        Self {
+            method,
+            scheme: None,
+            host: host.to_string(),
+            path,
+            query,
+            headers,
+            cookies,
+            path_prefix_ok: true,
+            request_id,
+        }
+    }
+
+    /// The first cookie with this name.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// First value of a header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// One query parameter, percent-decoded (first occurrence).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let q = self.query.as_deref()?;
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// Path plus `?query` as received: the relative URL to come back to after login.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+
+    /// Whether the caller is a program rather than a browser navigating: it would not follow a
+    /// redirect to a login page, so it gets 401 JSON. Browsers send `Accept` with `text/html`
+    /// on navigations; `X-Requested-With: XMLHttpRequest` and `Sec-Fetch-Mode: cors` mark
+    /// scripts.
+    pub fn is_api(&self) -> bool {
+        if self
+            .header("x-requested-with")
+            .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"))
+        {
+            return true;
+        }
+        if self
+            .header("sec-fetch-mode")
+            .is_some_and(|v| v.eq_ignore_ascii_case("cors"))
+        {
+            return true;
+        }
+        !self
+            .headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("text/html"))
+    }
+
+    /// `scheme://host` of the original request; the scheme falls back to `default_scheme`.
+    pub fn origin(&self, default_scheme: &str) -> String {
+        format!(
+            "{}://{}",
+            self.scheme.as_deref().unwrap_or(default_scheme),
+            self.host
+        )
+    }
+}
+
+/// Parse every `cookie` header. Browsers separate pairs with `; `; Envoy's HTTP ext_authz joins
+/// repeated header lines with `,` — both separators are accepted. Each pair is parsed by the
+/// `cookie` crate; unparsable pairs are skipped.
+fn parse_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for value in headers.get_all(http::header::COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for piece in text.split([';', ',']) {
+            let piece = piece.trim();
+            if piece.is_empty() {
+                continue;
+            }
+            if let Ok(c) = cookie::Cookie::parse(piece) {
+                out.push((c.name().to_string(), c.value().to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn input(headers: &[(&str, &str)], target: &str) -> CheckInput {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        CheckInput::new(Method::GET, "app.example.com", target, h, "rid".into())
+    }
+
+    #[test]
+    fn cookies_joined_by_comma_or_semicolon_or_lines() {
+        for hs in [
+            vec![("cookie", "a=1,b=2")],
+            vec![("cookie", "a=1; b=2")],
+            vec![("cookie", "a=1"), ("cookie", "b=2")],
+            vec![("cookie", " a=1 ;, b=2 ")],
+        ] {
+            let i = input(&hs, "/");
+            assert_eq!(i.cookie("a"), Some("1"), "{hs:?}");
+            assert_eq!(i.cookie("b"), Some("2"), "{hs:?}");
+            assert_eq!(i.cookie("c"), None);
+        }
+    }
+
+    #[test]
+    fn path_and_query_are_kept_raw() {
+        let i = input(&[], "/p?a=1&a=2&b=%20&c=%252F");
+        assert_eq!(i.path, "/p");
+        assert_eq!(i.query.as_deref(), Some("a=1&a=2&b=%20&c=%252F"));
+        assert_eq!(i.path_and_query(), "/p?a=1&a=2&b=%20&c=%252F");
+        assert_eq!(i.query_param("a").as_deref(), Some("1"));
+        assert_eq!(i.query_param("c").as_deref(), Some("%2F"), "decoded once");
+    }
+
+    #[test]
+    fn api_detection() {
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[("accept", "text/html,application/xhtml+xml")], false),
+            (&[("accept", "TEXT/HTML")], false),
+            (&[("accept", "application/json")], true),
+            (&[("accept", "*/*")], true),
+            (&[], true),
+            (&[("accept", "text/html"), ("x-requested-with", "XMLHttpRequest")], true),
+            (&[("accept", "text/html"), ("sec-fetch-mode", "cors")], true),
+            (&[("accept", "text/html"), ("sec-fetch-mode", "navigate")], false),
+        ];
+        for (hs, api) in cases {
+            assert_eq!(input(hs, "/").is_api(), *api, "{hs:?}");
+        }
+    }
+}

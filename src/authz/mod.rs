@@ -1,0 +1,71 @@
+//! The protocol-neutral core: `check` gathers the facts (our own routes, the session), asks the
+//! pure `decide`, and turns the decision into an `Outcome` for the adapter to render.
+
+pub mod decide;
+pub mod decision;
+pub mod input;
+pub mod policy;
+
+use crate::app::App;
+use crate::error::Error;
+use crate::identity;
+use crate::login;
+use crate::pages::SignedIn;
+use decision::{Allow, Body, Decision, Outcome};
+use input::CheckInput;
+
+/// Answer one check. `Err` only for infrastructure failures (rendered as 5xx).
+pub async fn check(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
+    if input.path_prefix_ok {
+        if let Some(route) = login::route(&app.config.server.proxy_prefix, &input.path) {
+            return login::handle(app, route, input).await;
+        }
+    }
+    let now = app.clock.now();
+    let session = app.sessions.load(input, now);
+    let decision = decide::decide(input, session.as_ref(), &app.policy, now);
+    match (decision, session) {
+        (Decision::Allow, Some(s)) => {
+            let body = (app.config.pages.signed_in_page && !input.is_api()).then(|| {
+                Body::html(app.pages.signed_in(&SignedIn {
+                    user: &s.user,
+                    email: &s.email,
+                    groups: &s.groups,
+                    proxy_prefix: &app.config.server.proxy_prefix,
+                    footer: &app.config.pages.footer,
+                }))
+            });
+            Ok(Outcome::Allow(Allow {
+                headers: identity::upstream_headers(&s, &app.config.headers),
+                set_cookies: Vec::new(),
+                body,
+            }))
+        }
+        (Decision::Allow, None) => Err(Error::Internal("allow without a session".into())),
+        (Decision::Login { api: true, .. }, _) => {
+            Ok(Outcome::Reply(login::unauthorized_json(app, input)))
+        }
+        (Decision::Login { return_to, .. }, _) => Ok(Outcome::Reply(
+            crate::oidc::start::start(app, input, &return_to)?,
+        )),
+        (Decision::Deny(reason), _) => {
+            if reason == decision::DenyReason::PathPrefixMissing {
+                tracing::error!(
+                    request_id = %input.request_id,
+                    path_prefix = %app.config.server.path_prefix,
+                    "check request lacks server.path_prefix: the gateway's path_prefix and portcullis disagree"
+                );
+            } else {
+                tracing::info!(request_id = %input.request_id, reason = reason.as_str(), "denied");
+            }
+            let reply = app.error_page(reason.status(), "Access denied", reason.message(), input);
+            // A session the policy refuses is dropped, so signing in as someone else works.
+            let clear = if reason == decision::DenyReason::PathPrefixMissing {
+                Vec::new()
+            } else {
+                app.sessions.clear(input)
+            };
+            Ok(Outcome::Reply(reply.with_cookies(clear)))
+        }
+    }
+}

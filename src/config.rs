@@ -1,0 +1,1007 @@
+//! Configuration: the only user of figment. Layers, later wins: built-in defaults → file (TOML
+//! or YAML) → `OAUTH2_PROXY_*` env (for keys both tools have) → `PORTCULLIS_<SECTION>__<KEY>`
+//! env → `--set key=value` flags. The raw layer is then validated into a typed [`Config`]
+//! before any port binds; every failure names the key it is about.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+use url::Url;
+
+use crate::redirect::AllowedDomain;
+use crate::session::cookie::CookieKey;
+
+/// A secret string; `Debug` and `Display` never show it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself; call only where it is sent to its destination.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A configuration problem: the key it is about and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub oidc: OidcConfig,
+    pub cookie: CookieConfig,
+    pub authz: AuthzConfig,
+    pub headers: HeadersConfig,
+    pub pages: PagesConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub http_address: SocketAddr,
+    pub admin_address: SocketAddr,
+    /// Starts with "/", no trailing "/".
+    pub proxy_prefix: String,
+    /// Empty, or starts with "/".
+    pub path_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer_url: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub redirect_url: Option<Url>,
+    pub scopes: Vec<String>,
+    pub user_claim: String,
+    pub email_claim: String,
+    pub groups_claim: String,
+    pub extra_auth_params: Vec<(String, String)>,
+    pub http_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct CookieConfig {
+    pub name: String,
+    pub key: CookieKey,
+    pub previous_keys: Vec<CookieKey>,
+    pub expire: Duration,
+    pub csrf_expire: Duration,
+    pub max_pending_logins: usize,
+    pub domain: Option<String>,
+    pub path: String,
+    pub secure: bool,
+    pub same_site: cookie::SameSite,
+}
+
+impl fmt::Debug for CookieConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CookieConfig")
+            .field("name", &self.name)
+            .field("key", &"[redacted]")
+            .field("previous_keys", &self.previous_keys.len())
+            .field("expire", &self.expire)
+            .field("csrf_expire", &self.csrf_expire)
+            .field("max_pending_logins", &self.max_pending_logins)
+            .field("domain", &self.domain)
+            .field("path", &self.path)
+            .field("secure", &self.secure)
+            .field("same_site", &self.same_site)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthzConfig {
+    pub email_domains: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    pub redirect_domains: Vec<AllowedDomain>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeadersConfig {
+    pub set_xauthrequest: bool,
+    pub pass_access_token: bool,
+    pub set_authorization_header: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PagesConfig {
+    pub templates_dir: Option<PathBuf>,
+    pub provider_name: String,
+    pub footer: String,
+    pub signed_in_page: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub json: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw layer: what figment deserializes. Unknown keys are errors.
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub oidc: RawOidc,
+    pub cookie: RawCookie,
+    pub authz: RawAuthz,
+    pub headers: RawHeaders,
+    pub pages: RawPages,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub http_address: String,
+    pub admin_address: String,
+    pub proxy_prefix: String,
+    pub path_prefix: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            http_address: "0.0.0.0:4180".into(),
+            admin_address: "0.0.0.0:4182".into(),
+            proxy_prefix: "/oauth2".into(),
+            path_prefix: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOidc {
+    pub issuer_url: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub client_id: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub client_secret: String,
+    pub client_secret_file: String,
+    pub redirect_url: String,
+    #[serde(deserialize_with = "word_list")]
+    pub scopes: Vec<String>,
+    pub user_claim: String,
+    pub email_claim: String,
+    pub groups_claim: String,
+    pub extra_auth_params: BTreeMap<String, String>,
+    pub http_timeout: String,
+}
+
+impl Default for RawOidc {
+    fn default() -> Self {
+        Self {
+            issuer_url: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            client_secret_file: String::new(),
+            redirect_url: String::new(),
+            scopes: vec!["openid".into(), "email".into(), "profile".into()],
+            user_claim: "sub".into(),
+            email_claim: "email".into(),
+            groups_claim: "groups".into(),
+            extra_auth_params: BTreeMap::new(),
+            http_timeout: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCookie {
+    pub name: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub secret: String,
+    pub secret_file: String,
+    #[serde(deserialize_with = "comma_list")]
+    pub previous_secrets: Vec<String>,
+    pub expire: String,
+    pub csrf_expire: String,
+    pub max_pending_logins: usize,
+    pub domain: String,
+    pub path: String,
+    pub secure: bool,
+    pub same_site: String,
+}
+
+impl Default for RawCookie {
+    fn default() -> Self {
+        Self {
+            name: "_portcullis".into(),
+            secret: String::new(),
+            secret_file: String::new(),
+            previous_secrets: Vec::new(),
+            expire: "168h".into(),
+            csrf_expire: "15m".into(),
+            max_pending_logins: 5,
+            domain: String::new(),
+            path: "/".into(),
+            secure: true,
+            same_site: "lax".into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuthz {
+    #[serde(deserialize_with = "comma_list")]
+    pub email_domains: Vec<String>,
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_groups: Vec<String>,
+    #[serde(deserialize_with = "comma_list")]
+    pub redirect_domains: Vec<String>,
+}
+
+impl Default for RawAuthz {
+    fn default() -> Self {
+        Self {
+            email_domains: vec!["*".into()],
+            allowed_groups: Vec::new(),
+            redirect_domains: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHeaders {
+    pub set_xauthrequest: bool,
+    pub pass_access_token: bool,
+    pub set_authorization_header: bool,
+}
+
+impl Default for RawHeaders {
+    fn default() -> Self {
+        Self {
+            set_xauthrequest: true,
+            pass_access_token: false,
+            set_authorization_header: false,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPages {
+    pub templates_dir: String,
+    pub provider_name: String,
+    pub footer: String,
+    pub signed_in_page: bool,
+}
+
+impl Default for RawPages {
+    fn default() -> Self {
+        Self {
+            templates_dir: String::new(),
+            provider_name: "OpenID Connect".into(),
+            footer: String::new(),
+            signed_in_page: false,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub level: String,
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// Accepts a string, number or boolean (env values such as a numeric client id arrive typed).
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match Lenient::deserialize(d)? {
+        Lenient::S(s) => s,
+        Lenient::I(i) => i.to_string(),
+        Lenient::U(u) => u.to_string(),
+        Lenient::F(f) => f.to_string(),
+        Lenient::B(b) => b.to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    Many(Vec<String>),
+    One(String),
+}
+
+/// A list, or one string split on commas (how env vars and oauth2-proxy give lists).
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(s) => split_list(&s, &[',']),
+    })
+}
+
+/// A list, or one string split on commas or whitespace (oauth2-proxy's `scope` is space-separated).
+fn word_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(s) => split_list(&s, &[',', ' ', '\t']),
+    })
+}
+
+fn split_list(s: &str, seps: &[char]) -> Vec<String> {
+    s.split(|c| seps.contains(&c))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// oauth2-proxy environment names accepted for the keys both tools have.
+const OAUTH2_PROXY_ENV: &[(&str, &str)] = &[
+    ("client_id", "oidc.client_id"),
+    ("client_secret", "oidc.client_secret"),
+    ("client_secret_file", "oidc.client_secret_file"),
+    ("oidc_issuer_url", "oidc.issuer_url"),
+    ("redirect_url", "oidc.redirect_url"),
+    ("scope", "oidc.scopes"),
+    ("oidc_email_claim", "oidc.email_claim"),
+    ("oidc_groups_claim", "oidc.groups_claim"),
+    ("cookie_name", "cookie.name"),
+    ("cookie_secret", "cookie.secret"),
+    ("cookie_secret_file", "cookie.secret_file"),
+    ("cookie_domain", "cookie.domain"),
+    ("cookie_domains", "cookie.domain"),
+    ("cookie_path", "cookie.path"),
+    ("cookie_expire", "cookie.expire"),
+    ("cookie_secure", "cookie.secure"),
+    ("cookie_samesite", "cookie.same_site"),
+    ("email_domains", "authz.email_domains"),
+    ("email_domain", "authz.email_domains"),
+    ("allowed_groups", "authz.allowed_groups"),
+    ("allowed_group", "authz.allowed_groups"),
+    ("whitelist_domains", "authz.redirect_domains"),
+    ("whitelist_domain", "authz.redirect_domains"),
+    ("http_address", "server.http_address"),
+    ("proxy_prefix", "server.proxy_prefix"),
+    ("set_xauthrequest", "headers.set_xauthrequest"),
+    ("pass_access_token", "headers.pass_access_token"),
+    ("set_authorization_header", "headers.set_authorization_header"),
+    ("custom_templates_dir", "pages.templates_dir"),
+    ("provider_display_name", "pages.provider_name"),
+    ("footer", "pages.footer"),
+];
+
+/// Where configuration comes from, besides the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// `key=value` overrides, e.g. `server.http_address=127.0.0.1:4180`.
+    pub sets: Vec<String>,
+    /// Whether to read `PORTCULLIS_*` / `OAUTH2_PROXY_*` from the process environment.
+    pub use_env: bool,
+}
+
+impl Config {
+    /// Load every layer and validate.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let raw = Self::load_raw(sources, Figment::new())?;
+        Self::validate(raw)
+    }
+
+    /// Load every layer on top of `base` (used by `portcullis dev` to supply its own defaults).
+    pub fn load_raw(sources: &Sources, base: Figment) -> Result<RawConfig, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(RawConfig::default())).merge(base);
+        if let Some(path) = &sources.file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("file {} does not exist or is not a file", path.display()),
+                ));
+            }
+            fig = match path.extension().and_then(|e| e.to_str()) {
+                Some("yaml") | Some("yml") => fig.merge(Yaml::file_exact(path)),
+                _ => fig.merge(Toml::file_exact(path)),
+            };
+        }
+        if sources.use_env {
+            fig = fig
+                .merge(Env::prefixed("OAUTH2_PROXY_").filter_map(|k| {
+                    OAUTH2_PROXY_ENV
+                        .iter()
+                        .find(|(from, _)| k == *from)
+                        .map(|(_, to)| (*to).into())
+                }))
+                .merge(Env::prefixed("PORTCULLIS_").split("__"));
+        }
+        for set in &sources.sets {
+            let (key, value) = set.split_once('=').ok_or_else(|| {
+                ConfigError::new("--set", format!("expected key=value, got {set:?}"))
+            })?;
+            let value: figment::value::Value = value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.to_string()));
+            fig = fig.merge((key.trim(), value));
+        }
+        fig.extract::<RawConfig>().map_err(figment_error)
+    }
+
+    /// Turn the raw layer into a typed configuration, checking every key.
+    pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let server = validate_server(raw.server)?;
+        let oidc = validate_oidc(raw.oidc)?;
+        let cookie = validate_cookie(raw.cookie)?;
+        let authz = validate_authz(raw.authz)?;
+        let headers = HeadersConfig {
+            set_xauthrequest: raw.headers.set_xauthrequest,
+            pass_access_token: raw.headers.pass_access_token,
+            set_authorization_header: raw.headers.set_authorization_header,
+        };
+        let pages = PagesConfig {
+            templates_dir: non_empty(raw.pages.templates_dir).map(PathBuf::from),
+            provider_name: raw.pages.provider_name,
+            footer: raw.pages.footer,
+            signed_in_page: raw.pages.signed_in_page,
+        };
+        let log = LogConfig {
+            json: match raw.log.format.as_str() {
+                "text" => false,
+                "json" => true,
+                other => {
+                    return Err(ConfigError::new(
+                        "log.format",
+                        format!("expected \"text\" or \"json\", got {other:?}"),
+                    ))
+                }
+            },
+            level: raw.log.level,
+        };
+        Ok(Config {
+            server,
+            oidc,
+            cookie,
+            authz,
+            headers,
+            pages,
+            log,
+        })
+    }
+}
+
+/// One line out of figment's error, naming the key.
+fn figment_error(err: figment::Error) -> ConfigError {
+    let first = err.into_iter().next();
+    match first {
+        Some(e) => {
+            let key = if e.path.is_empty() {
+                "config".to_string()
+            } else {
+                e.path.join(".")
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            ConfigError::new(&key, format!("{}{source}", e.kind))
+        }
+        None => ConfigError::new("config", "unreadable configuration"),
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| ConfigError::new(key, format!("{e} (use e.g. \"168h\", \"15m\", \"30s\")")))
+}
+
+fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.trim().parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("expected an address like 0.0.0.0:4180, got {s:?}"),
+        )
+    })
+}
+
+fn validate_prefix(key: &str, s: &str, allow_empty: bool) -> Result<String, ConfigError> {
+    let t = s.trim().trim_end_matches('/');
+    if t.is_empty() {
+        return if allow_empty {
+            Ok(String::new())
+        } else {
+            Err(ConfigError::new(key, "must be a path such as /oauth2"))
+        };
+    }
+    if !t.starts_with('/') || t.contains(['?', '#', ' ']) || t.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            key,
+            format!("must be a path starting with \"/\" without query or spaces, got {s:?}"),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
+    Ok(ServerConfig {
+        http_address: parse_addr("server.http_address", &raw.http_address)?,
+        admin_address: parse_addr("server.admin_address", &raw.admin_address)?,
+        proxy_prefix: validate_prefix("server.proxy_prefix", &raw.proxy_prefix, false)?,
+        path_prefix: validate_prefix("server.path_prefix", &raw.path_prefix, true)?,
+    })
+}
+
+/// Read a secret given inline or as a file; exactly one must be set when `required`.
+fn read_secret(
+    key: &str,
+    inline: &str,
+    file_key: &str,
+    file: &str,
+) -> Result<Option<String>, ConfigError> {
+    match (non_empty(inline.to_string()), non_empty(file.to_string())) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            key,
+            format!("set either {key} or {file_key}, not both"),
+        )),
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(path)) => {
+            let content = std::fs::read_to_string(Path::new(&path)).map_err(|e| {
+                ConfigError::new(file_key, format!("cannot read {path}: {e}"))
+            })?;
+            non_empty(content)
+                .map(Some)
+                .ok_or_else(|| ConfigError::new(file_key, format!("{path} is empty")))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn validate_oidc(raw: RawOidc) -> Result<OidcConfig, ConfigError> {
+    let issuer = non_empty(raw.issuer_url)
+        .ok_or_else(|| ConfigError::new("oidc.issuer_url", "is required"))?;
+    let issuer_url = Url::parse(&issuer)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            ConfigError::new(
+                "oidc.issuer_url",
+                format!("expected an http(s) URL, got {issuer:?}"),
+            )
+        })?;
+    let client_id = non_empty(raw.client_id)
+        .ok_or_else(|| ConfigError::new("oidc.client_id", "is required"))?;
+    let client_secret = read_secret(
+        "oidc.client_secret",
+        &raw.client_secret,
+        "oidc.client_secret_file",
+        &raw.client_secret_file,
+    )?
+    .ok_or_else(|| {
+        ConfigError::new(
+            "oidc.client_secret",
+            "is required (or set oidc.client_secret_file)",
+        )
+    })?;
+    let redirect_url = match non_empty(raw.redirect_url) {
+        None => None,
+        Some(s) => Some(
+            Url::parse(&s)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "oidc.redirect_url",
+                        format!("expected an absolute http(s) URL, got {s:?}"),
+                    )
+                })?,
+        ),
+    };
+    if !raw.scopes.iter().any(|s| s == "openid") {
+        return Err(ConfigError::new(
+            "oidc.scopes",
+            "must include \"openid\"",
+        ));
+    }
+    for (key, v) in [
+        ("oidc.user_claim", &raw.user_claim),
+        ("oidc.email_claim", &raw.email_claim),
+        ("oidc.groups_claim", &raw.groups_claim),
+    ] {
+        if v.trim().is_empty() {
+            return Err(ConfigError::new(key, "must name a claim"));
+        }
+    }
+    const RESERVED: &[&str] = &[
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+    ];
+    if let Some(k) = raw
+        .extra_auth_params
+        .keys()
+        .find(|k| RESERVED.contains(&k.as_str()))
+    {
+        return Err(ConfigError::new(
+            "oidc.extra_auth_params",
+            format!("{k:?} is set by portcullis itself and cannot be overridden"),
+        ));
+    }
+    Ok(OidcConfig {
+        issuer_url,
+        client_id,
+        client_secret: Secret::new(client_secret),
+        redirect_url,
+        scopes: raw.scopes,
+        user_claim: raw.user_claim.trim().to_string(),
+        email_claim: raw.email_claim.trim().to_string(),
+        groups_claim: raw.groups_claim.trim().to_string(),
+        extra_auth_params: raw.extra_auth_params.into_iter().collect(),
+        http_timeout: parse_duration("oidc.http_timeout", &raw.http_timeout)?,
+    })
+}
+
+fn validate_cookie(raw: RawCookie) -> Result<CookieConfig, ConfigError> {
+    const HOW: &str = "generate one with: openssl rand -base64 32";
+    let name = raw.name.trim().to_string();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(ConfigError::new(
+            "cookie.name",
+            format!("use 1-64 letters, digits, '_', '-' or '.', got {:?}", raw.name),
+        ));
+    }
+    let secret = read_secret(
+        "cookie.secret",
+        &raw.secret,
+        "cookie.secret_file",
+        &raw.secret_file,
+    )?
+    .ok_or_else(|| ConfigError::new("cookie.secret", format!("is required; {HOW}")))?;
+    let key = CookieKey::from_base64(&secret)
+        .map_err(|e| ConfigError::new("cookie.secret", e.to_string()))?;
+    let previous_keys = raw
+        .previous_secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            CookieKey::from_base64(s).map_err(|e| {
+                ConfigError::new(&format!("cookie.previous_secrets[{i}]"), e.to_string())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let expire = parse_duration("cookie.expire", &raw.expire)?;
+    if expire.as_secs() < 60 {
+        return Err(ConfigError::new("cookie.expire", "must be at least 1m"));
+    }
+    let csrf_expire = parse_duration("cookie.csrf_expire", &raw.csrf_expire)?;
+    if csrf_expire.as_secs() < 10 {
+        return Err(ConfigError::new("cookie.csrf_expire", "must be at least 10s"));
+    }
+    if !(1..=20).contains(&raw.max_pending_logins) {
+        return Err(ConfigError::new(
+            "cookie.max_pending_logins",
+            "must be between 1 and 20",
+        ));
+    }
+    let same_site = match raw.same_site.trim().to_ascii_lowercase().as_str() {
+        "lax" | "" => cookie::SameSite::Lax,
+        "strict" => cookie::SameSite::Strict,
+        "none" => cookie::SameSite::None,
+        other => {
+            return Err(ConfigError::new(
+                "cookie.same_site",
+                format!("expected lax, strict or none, got {other:?}"),
+            ))
+        }
+    };
+    if same_site == cookie::SameSite::None && !raw.secure {
+        return Err(ConfigError::new(
+            "cookie.same_site",
+            "\"none\" requires cookie.secure = true (browsers drop such cookies otherwise)",
+        ));
+    }
+    let path = raw.path.trim().to_string();
+    if !path.starts_with('/') || path.contains([';', ',', ' ']) {
+        return Err(ConfigError::new(
+            "cookie.path",
+            format!("must start with \"/\", got {:?}", raw.path),
+        ));
+    }
+    let domain = non_empty(raw.domain);
+    if let Some(d) = &domain {
+        if d.contains([';', ',', ' ', '/', ':']) {
+            return Err(ConfigError::new(
+                "cookie.domain",
+                format!("expected a domain such as .example.com, got {d:?}"),
+            ));
+        }
+    }
+    Ok(CookieConfig {
+        name,
+        key,
+        previous_keys,
+        expire,
+        csrf_expire,
+        max_pending_logins: raw.max_pending_logins,
+        domain,
+        path,
+        secure: raw.secure,
+        same_site,
+    })
+}
+
+fn validate_authz(raw: RawAuthz) -> Result<AuthzConfig, ConfigError> {
+    let mut email_domains = Vec::new();
+    for d in raw.email_domains {
+        let d = d.trim().to_ascii_lowercase();
+        if d.is_empty() || d.contains(['@', ' ', '/']) {
+            return Err(ConfigError::new(
+                "authz.email_domains",
+                format!("expected \"*\" or a domain such as example.com, got {d:?}"),
+            ));
+        }
+        email_domains.push(d);
+    }
+    if email_domains.is_empty() {
+        return Err(ConfigError::new(
+            "authz.email_domains",
+            "must not be empty (use [\"*\"] to allow every domain)",
+        ));
+    }
+    let redirect_domains = raw
+        .redirect_domains
+        .iter()
+        .map(|d| {
+            AllowedDomain::parse(d)
+                .map_err(|e| ConfigError::new("authz.redirect_domains", e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AuthzConfig {
+        email_domains,
+        allowed_groups: raw
+            .allowed_groups
+            .into_iter()
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect(),
+        redirect_domains,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn sources(sets: &[&str]) -> Sources {
+        Sources {
+            file: None,
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            use_env: false,
+        }
+    }
+
+    fn minimal() -> Vec<&'static str> {
+        vec![
+            "oidc.issuer_url=https://idp.example.com",
+            "oidc.client_id=app",
+            "oidc.client_secret=s3cret",
+            "cookie.secret=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ]
+    }
+
+    fn load(extra: &[&str]) -> Result<Config, ConfigError> {
+        let mut s = minimal();
+        s.extend_from_slice(extra);
+        Config::load(&sources(&s))
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = load(&[]).expect("valid");
+        assert_eq!(c.server.http_address.to_string(), "0.0.0.0:4180");
+        assert_eq!(c.server.admin_address.to_string(), "0.0.0.0:4182");
+        assert_eq!(c.server.proxy_prefix, "/oauth2");
+        assert_eq!(c.server.path_prefix, "");
+        assert_eq!(c.oidc.scopes, vec!["openid", "email", "profile"]);
+        assert_eq!(c.cookie.name, "_portcullis");
+        assert_eq!(c.cookie.expire, Duration::from_secs(168 * 3600));
+        assert!(c.cookie.secure);
+        assert_eq!(c.cookie.same_site, cookie::SameSite::Lax);
+        assert_eq!(c.authz.email_domains, vec!["*"]);
+        assert!(c.headers.set_xauthrequest);
+        assert!(!c.headers.pass_access_token);
+    }
+
+    #[test]
+    fn example_file_is_complete_and_valid_once_required_keys_are_set() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portcullis.example.toml");
+        let s = Sources {
+            file: Some(path),
+            sets: minimal().iter().map(|s| s.to_string()).collect(),
+            use_env: false,
+        };
+        let c = Config::load(&s).expect("example config loads");
+        assert_eq!(c.server.proxy_prefix, "/oauth2");
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let cases: &[(&str, &str)] = &[
+            ("server.http_address=nope", "server.http_address"),
+            ("server.proxy_prefix=oauth2", "server.proxy_prefix"),
+            ("oidc.issuer_url=ftp://x", "oidc.issuer_url"),
+            ("oidc.issuer_url=", "oidc.issuer_url"),
+            ("oidc.client_id=", "oidc.client_id"),
+            ("oidc.client_secret=", "oidc.client_secret"),
+            ("oidc.scopes=email", "oidc.scopes"),
+            ("oidc.redirect_url=/callback", "oidc.redirect_url"),
+            ("oidc.http_timeout=soon", "oidc.http_timeout"),
+            ("cookie.secret=c2hvcnQ=", "cookie.secret"),
+            ("cookie.secret=%%%not-base64", "cookie.secret"),
+            ("cookie.expire=forever", "cookie.expire"),
+            ("cookie.same_site=sometimes", "cookie.same_site"),
+            ("cookie.name=bad name", "cookie.name"),
+            ("cookie.max_pending_logins=0", "cookie.max_pending_logins"),
+            ("authz.redirect_domains=http://x", "authz.redirect_domains"),
+            ("authz.email_domains=a@b", "authz.email_domains"),
+            ("log.format=xml", "log.format"),
+            ("server.nonsense=1", "server"),
+            ("nonsense.key=1", "nonsense"),
+        ];
+        for (set, key) in cases {
+            let err = load(&[set]).expect_err(set);
+            assert!(
+                err.key.starts_with(key) || err.message.contains(key),
+                "{set}: expected key {key}, got {err}"
+            );
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load(&["server.nonsense=1"]).expect_err("unknown");
+        assert!(err.to_string().contains("nonsense"), "{err}");
+    }
+
+    #[test]
+    fn secret_is_redacted_everywhere() {
+        let c = load(&[]).expect("valid");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+        assert!(!dbg.contains(SECRET), "{dbg}");
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let dir = std::env::temp_dir().join(format!("portcullis-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let f = dir.join("secret");
+        std::fs::write(&f, "from-file\n").expect("write");
+        let set = format!("oidc.client_secret_file={}", f.display());
+        let s = Sources {
+            file: None,
+            sets: vec![
+                "oidc.issuer_url=https://idp.example.com".into(),
+                "oidc.client_id=app".into(),
+                format!("cookie.secret={SECRET}"),
+                set.clone(),
+            ],
+            use_env: false,
+        };
+        let c = Config::load(&s).expect("valid");
+        assert_eq!(c.oidc.client_secret.expose(), "from-file");
+        let err = load(&[&set]).expect_err("both");
+        assert_eq!(err.key, "oidc.client_secret");
+        let err = load(&["cookie.secret_file=/nonexistent/x"]).expect_err("missing");
+        assert_eq!(err.key, "cookie.secret");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn lists_accept_comma_strings_and_numbers_become_strings() {
+        let c = load(&[
+            "authz.allowed_groups=admins, devs",
+            "oidc.scopes=openid email groups",
+            "oidc.client_id=12345",
+        ])
+        .expect("valid");
+        assert_eq!(c.authz.allowed_groups, vec!["admins", "devs"]);
+        assert_eq!(c.oidc.scopes, vec!["openid", "email", "groups"]);
+        assert_eq!(c.oidc.client_id, "12345");
+    }
+
+    #[test]
+    fn yaml_files_load() {
+        let dir = std::env::temp_dir().join(format!("portcullis-yaml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let f = dir.join("c.yaml");
+        std::fs::write(
+            &f,
+            format!(
+                "oidc:\n  issuer_url: https://idp.example.com\n  client_id: app\n  client_secret: x\ncookie:\n  secret: {SECRET}\n  secure: false\n"
+            ),
+        )
+        .expect("write");
+        let c = Config::load(&Sources {
+            file: Some(f),
+            sets: vec![],
+            use_env: false,
+        })
+        .expect("valid");
+        assert!(!c.cookie.secure);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load(&Sources {
+            file: Some("/nonexistent/portcullis.toml".into()),
+            sets: vec![],
+            use_env: false,
+        })
+        .expect_err("missing");
+        assert_eq!(err.key, "--config");
+    }
+}

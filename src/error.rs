@@ -1,0 +1,56 @@
+//! Infrastructure failures. A denial is never an `Error`: it is a `Decision`. Each variant maps
+//! to exactly one HTTP status (and, for the gRPC adapter, one gRPC code) here and nowhere else,
+//! so the gateway's fail-open / status-on-error setting governs what the client sees.
+
+use http::StatusCode;
+
+/// Something the proxy needed did not work. Rendered as 5xx, never as an allow.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Discovery has not completed (the IdP was unreachable at start-up).
+    #[error("identity provider not ready: {0}")]
+    ProviderNotReady(String),
+    /// The IdP failed while we talked to it (token exchange, userinfo): transport error, 5xx or
+    /// an unreadable answer.
+    #[error("identity provider failed: {0}")]
+    Idp(String),
+    /// A bug or an impossible state; never caused by the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The one HTTP status for this failure.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::ProviderNotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Idp(_) => StatusCode::BAD_GATEWAY,
+            Error::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A title for the error page; says nothing secret.
+    pub fn title(&self) -> &'static str {
+        match self {
+            Error::ProviderNotReady(_) => "Sign-in is temporarily unavailable",
+            Error::Idp(_) => "The identity provider did not answer as expected",
+            Error::Internal(_) => "Something went wrong",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_is_a_5xx() {
+        for e in [
+            Error::ProviderNotReady("x".into()),
+            Error::Idp("x".into()),
+            Error::Internal("x".into()),
+        ] {
+            assert!(e.status().is_server_error(), "{e} must be 5xx");
+        }
+    }
+}

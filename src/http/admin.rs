@@ -1,0 +1,28 @@
+//! The admin listener: `/healthz` (process up) and `/readyz` (provider discovered, keys
+//! loaded). Never mounted on the check listener: a 200 there would be an allow.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use http::StatusCode;
+
+use crate::app::App;
+
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
+    if app.oidc.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: identity provider discovery has not completed\n",
+        )
+    }
+}

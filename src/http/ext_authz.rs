@@ -1,0 +1,136 @@
+//! Envoy's HTTP ext_authz protocol (shared/reference/ext-authz.md §1): any method, any path.
+//! The request-target is `path_prefix` + the original path and query; Host is the original
+//! authority. 200 = allow (headers routed by Envoy's allow lists, body ignored); any other
+//! non-5xx = deny passed to the client as is; 5xx = error (Envoy's failure mode applies).
+
+use std::sync::Arc;
+
+use axum::body::Body as AxumBody;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::app::App;
+use crate::authz::decision::{Body, Outcome};
+use crate::authz::input::CheckInput;
+use crate::authz::{self};
+
+/// Bytes of a forwarded request body read (and discarded) at most; beyond this the connection
+/// is not kept alive. Envoy forwards bodies only with `with_request_body`.
+const MAX_DRAIN: usize = 16 * 1024 * 1024;
+
+/// Answer one check.
+pub async fn check(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    drain(body).await;
+    let input = to_input(&app, &parts);
+    let head = parts.method == Method::HEAD;
+    match authz::check(&app, &input).await {
+        Ok(outcome) => render(outcome, head),
+        Err(e) => render(Outcome::Reply(app.error_reply(&e, &input)), head),
+    }
+}
+
+/// Build the neutral input: strip `server.path_prefix`, take Host, keep the raw query.
+pub fn to_input(app: &App, parts: &http::request::Parts) -> CheckInput {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let prefix = &app.config.server.path_prefix;
+    let (target, prefix_ok) = if prefix.is_empty() {
+        (target, true)
+    } else {
+        match target.strip_prefix(prefix.as_str()) {
+            Some(rest) if rest.is_empty() || rest.starts_with(['/', '?']) => (rest, true),
+            _ => (target, false),
+        }
+    };
+    let target = if target.is_empty() || target.starts_with('?') {
+        format!("/{target}")
+    } else {
+        target.to_string()
+    };
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(crate::session::random_id);
+    let mut input = CheckInput::new(
+        parts.method.clone(),
+        &host,
+        &target,
+        parts.headers.clone(),
+        request_id,
+    );
+    input.path_prefix_ok = prefix_ok;
+    input
+}
+
+/// Render an outcome: allow → exactly 200; a reply → its status, headers, one `set-cookie` line
+/// per cookie, explicit content-type and content-length. HEAD gets the headers without a body.
+pub fn render(outcome: Outcome, head: bool) -> Response {
+    let (status, headers, cookies, body) = match outcome {
+        Outcome::Allow(a) => (StatusCode::OK, a.headers, a.set_cookies, a.body),
+        Outcome::Reply(r) => (r.status(), r.headers, r.set_cookies, Some(r.body)),
+    };
+    let body = body.unwrap_or(Body {
+        content_type: "text/plain; charset=utf-8",
+        text: String::new(),
+    });
+    let len = body.text.len();
+    let mut response = Response::new(if head {
+        AxumBody::empty()
+    } else {
+        AxumBody::from(body.text)
+    });
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    for (name, value) in headers {
+        h.insert(name, value);
+    }
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.append(http::header::SET_COOKIE, v);
+        }
+    }
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(body.content_type),
+    );
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+/// Read and drop the request body so the connection stays reusable.
+async fn drain(mut body: AxumBody) {
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    seen += d.len();
+                }
+                if seen > MAX_DRAIN {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}

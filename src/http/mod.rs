@@ -1,0 +1,17 @@
+//! HTTP adapters: the check listener (Envoy HTTP ext_authz, and direct browser visits to the
+//! login routes) and the admin listener.
+
+pub mod admin;
+pub mod ext_authz;
+
+use std::sync::Arc;
+
+use crate::app::App;
+
+/// The check listener: every method and path is a check (our own routes are recognised by the
+/// core, not by the router), so routing can never answer 404/405 for a gateway's request.
+pub fn check_router(app: Arc<App>) -> axum::Router {
+    axum::Router::new()
+        .fallback(ext_authz::check)
+        .with_state(app)
+}

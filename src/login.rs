@@ -1,0 +1,140 @@
+//! The proxy's own routes under `server.proxy_prefix`: `start`, `callback`, `sign_in`,
+//! `sign_out`, `userinfo`. Protocol-neutral: they arrive directly or as a check on the
+//! application's host, and answer with an `Outcome` any adapter can render. Only `userinfo`
+//! with a valid session is an allow; everything else is a non-200 reply, so a gateway never
+//! lets an unauthenticated request through to the upstream because it hit one of these paths.
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::app::App;
+use crate::authz::decision::{Allow, Body, Outcome, Reply};
+use crate::authz::input::CheckInput;
+use crate::error::Error;
+use crate::identity;
+use crate::oidc;
+use crate::pages::SignIn;
+
+/// One of our routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Start,
+    Callback,
+    SignIn,
+    SignOut,
+    UserInfo,
+    /// Under the prefix but not a route we have.
+    Unknown,
+}
+
+/// Which of our routes `path` names, if it is under `prefix` at all.
+pub fn route(prefix: &str, path: &str) -> Option<Route> {
+    let rest = path.strip_prefix(prefix)?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    Some(match rest.trim_end_matches('/') {
+        "/start" => Route::Start,
+        "/callback" => Route::Callback,
+        "/sign_in" => Route::SignIn,
+        "/sign_out" => Route::SignOut,
+        "/userinfo" => Route::UserInfo,
+        _ => Route::Unknown,
+    })
+}
+
+/// Answer one of our routes.
+pub async fn handle(app: &App, route: Route, input: &CheckInput) -> Result<Outcome, Error> {
+    let reply = match route {
+        Route::Start => {
+            let return_to = app.return_to(input.query_param("rd").as_deref());
+            oidc::start::start(app, input, &return_to)?
+        }
+        Route::Callback => oidc::callback::callback(app, input).await?,
+        Route::SignOut => oidc::logout::sign_out(app, input),
+        Route::SignIn => sign_in(app, input),
+        Route::UserInfo => return Ok(userinfo(app, input)),
+        Route::Unknown => app.error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such page.",
+            input,
+        ),
+    };
+    Ok(Outcome::Reply(reply))
+}
+
+/// The sign-in page. Served as 401 rather than 200: through a gateway a 200 would be an allow.
+fn sign_in(app: &App, input: &CheckInput) -> Reply {
+    let return_to = app.return_to(input.query_param("rd").as_deref());
+    let html = app.pages.sign_in(&SignIn {
+        provider_name: &app.config.pages.provider_name,
+        proxy_prefix: &app.config.server.proxy_prefix,
+        redirect: return_to.as_str(),
+        footer: &app.config.pages.footer,
+        request_id: &input.request_id,
+    });
+    Reply::new(StatusCode::UNAUTHORIZED, Body::html(html))
+}
+
+/// The signed-in user as JSON (an allow, with the identity headers), or 401 JSON.
+fn userinfo(app: &App, input: &CheckInput) -> Outcome {
+    match app.sessions.load(input, app.clock.now()) {
+        Some(s) => Outcome::Allow(Allow {
+            headers: identity::upstream_headers(&s, &app.config.headers),
+            set_cookies: Vec::new(),
+            body: Some(Body::json(&json!({
+                "user": s.user,
+                "email": s.email,
+                "preferredUsername": s.preferred_username,
+                "groups": s.groups,
+            }))),
+        }),
+        None => Outcome::Reply(unauthorized_json(app, input)),
+    }
+}
+
+/// 401 JSON for callers that cannot follow a login redirect.
+pub fn unauthorized_json(app: &App, input: &CheckInput) -> Reply {
+    let mut r = Reply::new(
+        StatusCode::UNAUTHORIZED,
+        Body::json(&json!({
+            "error": "unauthorized",
+            "message": "authentication required",
+            "sign_in": format!("{}/start", app.config.server.proxy_prefix),
+            "request_id": input.request_id,
+        })),
+    );
+    r.headers.push((
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    ));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_table() {
+        let cases = [
+            ("/oauth2/start", Some(Route::Start)),
+            ("/oauth2/callback", Some(Route::Callback)),
+            ("/oauth2/callback/", Some(Route::Callback)),
+            ("/oauth2/sign_in", Some(Route::SignIn)),
+            ("/oauth2/sign_out", Some(Route::SignOut)),
+            ("/oauth2/userinfo", Some(Route::UserInfo)),
+            ("/oauth2", Some(Route::Unknown)),
+            ("/oauth2/", Some(Route::Unknown)),
+            ("/oauth2/nope", Some(Route::Unknown)),
+            ("/oauth2x/start", None),
+            ("/app/oauth2/start", None),
+            ("/", None),
+            ("/healthz", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(route("/oauth2", path), want, "{path}");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Sign out: expire every session cookie and, when the IdP offers an `end_session_endpoint`,
+//! continue with RP-initiated logout (`id_token_hint`, `post_logout_redirect_uri`).
+
+use crate::app::App;
+use crate::authz::decision::Reply;
+use crate::authz::input::CheckInput;
+
+/// 302 to the validated `rd` (or `/`), through the IdP's logout when it has one.
+pub fn sign_out(app: &App, input: &CheckInput) -> Reply {
+    let now = app.clock.now();
+    let session = app.sessions.load(input, now);
+    let cookies = app.sessions.clear(input);
+    let return_to = app.return_to(input.query_param("rd").as_deref());
+    let origin = input.origin(app.default_scheme());
+    let mut location = return_to.as_str().to_string();
+    if let (Ok(provider), Some(id_token)) = (
+        app.oidc.provider(),
+        session.as_ref().and_then(|s| s.id_token.as_deref()),
+    ) {
+        if let Some(end_session) = &provider.end_session_endpoint {
+            let mut url = end_session.clone();
+            url.query_pairs_mut()
+                .append_pair("id_token_hint", id_token)
+                .append_pair("post_logout_redirect_uri", &return_to.absolute(&origin))
+                .append_pair("client_id", &app.config.oidc.client_id);
+            location = url.to_string();
+        }
+    }
+    if let Some(s) = &session {
+        tracing::info!(request_id = %input.request_id, session_id = %s.id, "signed out");
+    }
+    Reply::redirect(&location, cookies)
+}

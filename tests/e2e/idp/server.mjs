@@ -1,0 +1,190 @@
+// Test OpenID Provider for the portcullis end-to-end tests.
+//
+// A real, certified OpenID Provider (the `oidc-provider` package, 8.x) configured for loopback
+// tests: one (or more) confidential clients, the devInteractions login + consent forms that a
+// scripted HTTP client can submit, PKCE (S256), RP-initiated logout and back-channel logout.
+//
+// Usage:
+//   node server.mjs [--port N] [--client JSON] [--access-token-ttl SECONDS]
+//
+// Every option can also come from the environment:
+//   IDP_PORT               port on 127.0.0.1 (0 or unset: any free port)
+//   IDP_CLIENT             JSON object (or array of objects) of client metadata, e.g.
+//                          {"client_id":"x","client_secret":"y","redirect_uris":["http://..."],
+//                           "post_logout_redirect_uris":["http://..."]}
+//   IDP_ACCESS_TOKEN_TTL   lifetime of access tokens in seconds (default 3600)
+//   IDP_ID_TOKEN_TTL       lifetime of ID tokens in seconds (default 3600)
+//   IDP_PKCE_REQUIRED      1 (default): authorization requests without PKCE are refused; 0: optional
+//
+// The issuer is http://127.0.0.1:<port>. When the server listens it prints `READY <port>` on
+// stdout. Accounts: any login name is accepted with any password; `alice` and `bob` have the
+// claims below, any other name gets a bare account whose sub is the login name.
+
+import * as crypto from 'node:crypto';
+import * as http from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    client: { type: 'string' },
+    'access-token-ttl': { type: 'string' },
+    'id-token-ttl': { type: 'string' },
+  },
+  strict: true,
+});
+
+const requestedPort = Number(args.port ?? process.env.IDP_PORT ?? 0);
+const clientJson = args.client ?? process.env.IDP_CLIENT;
+const accessTokenTtl = Number(args['access-token-ttl'] ?? process.env.IDP_ACCESS_TOKEN_TTL ?? 3600);
+const idTokenTtl = Number(args['id-token-ttl'] ?? process.env.IDP_ID_TOKEN_TTL ?? 3600);
+const pkceRequired = (process.env.IDP_PKCE_REQUIRED ?? '1') !== '0';
+
+if (!clientJson) {
+  console.error('server.mjs: a client is required (--client JSON or IDP_CLIENT)');
+  process.exit(2);
+}
+
+let clients;
+try {
+  const parsed = JSON.parse(clientJson);
+  clients = Array.isArray(parsed) ? parsed : [parsed];
+} catch (err) {
+  console.error(`server.mjs: client JSON does not parse: ${err.message}`);
+  process.exit(2);
+}
+
+clients = clients.map((c) => ({
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_basic',
+  ...c,
+}));
+
+const ACCOUNTS = {
+  alice: {
+    sub: 'alice',
+    email: 'alice@example.com',
+    email_verified: true,
+    preferred_username: 'alice',
+    name: 'Alice Example',
+    given_name: 'Alice',
+    family_name: 'Example',
+    groups: ['admins', 'devs'],
+  },
+  bob: {
+    sub: 'bob',
+    email: 'bob@other.test',
+    email_verified: true,
+    preferred_username: 'bob',
+    name: 'Bob Other',
+    given_name: 'Bob',
+    family_name: 'Other',
+    groups: ['devs'],
+  },
+};
+
+function claimsOf(accountId) {
+  return ACCOUNTS[accountId] ?? { sub: accountId };
+}
+
+function log(line) {
+  process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+}
+
+// A fresh signing key for every run: nothing secret is kept on disk.
+const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = {
+  ...privateKey.export({ format: 'jwk' }),
+  kid: crypto.randomBytes(8).toString('hex'),
+  use: 'sig',
+  alg: 'RS256',
+};
+
+const server = http.createServer();
+
+server.listen(requestedPort, '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}`;
+
+  const configuration = {
+    clients,
+    jwks: { keys: [signingKey] },
+    cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+    // Scopes map to claims. With the default conformIdTokenClaims, claims asked for through a
+    // scope are only returned by the userinfo endpoint for response_type=code, not in the ID
+    // token: relying parties have to call userinfo to learn email and groups.
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'preferred_username', 'given_name', 'family_name'],
+      groups: ['groups'],
+    },
+    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+    pkce: {
+      methods: ['S256'],
+      required: () => pkceRequired,
+    },
+    features: {
+      devInteractions: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+      backchannelLogout: { enabled: true },
+      revocation: { enabled: true },
+      introspection: { enabled: true },
+      userinfo: { enabled: true },
+    },
+    ttl: {
+      AccessToken: accessTokenTtl,
+      IdToken: idTokenTtl,
+    },
+    async findAccount(ctx, sub) {
+      return {
+        accountId: sub,
+        async claims() {
+          return { ...claimsOf(sub) };
+        },
+      };
+    },
+  };
+
+  const provider = new Provider(issuer, configuration);
+
+  provider.use(async (ctx, next) => {
+    await next();
+    log(`${ctx.method} ${ctx.url} -> ${ctx.status}`);
+  });
+
+  for (const event of [
+    'server_error', 'authorization.error', 'grant.error', 'userinfo.error',
+    'end_session.error', 'backchannel.error', 'introspection.error', 'revocation.error',
+  ]) {
+    provider.on(event, (ctx, err) => {
+      const detail = err ?? ctx;
+      log(`EVENT ${event}: ${detail?.message ?? detail} ${detail?.error_description ?? ''}`);
+    });
+  }
+  provider.on('backchannel.success', (client, accountId, sid) => {
+    log(`EVENT backchannel.success client=${client.clientId} account=${accountId} sid=${sid}`);
+  });
+
+  const callback = provider.callback();
+  server.on('request', callback);
+
+  log(`issuer ${issuer}; clients ${clients.map((c) => c.client_id).join(', ')}`);
+  process.stdout.write(`READY ${port}\n`);
+});
+
+server.on('error', (err) => {
+  console.error(`server.mjs: ${err.message}`);
+  process.exit(1);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    server.close();
+    server.closeAllConnections?.();
+    process.exit(0);
+  });
+}

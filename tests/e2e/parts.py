@@ -1,0 +1,228 @@
+"""The real parts of the end-to-end tests and how to start them.
+
+    client --> Envoy (ext_authz, HTTP mode, Istio-style) --> echo upstream
+                 |
+                 +--> portcullis (check + login routes) --> OpenID Provider (oidc-provider)
+
+`Stack` starts all four on free loopback ports and stops them by PID.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import requests
+
+from envoy_gateway import Envoy
+from harness import E2E_DIR, REPO_DIR, Service, free_port, http_ok
+
+CLIENT_ID = "portcullis-e2e"
+
+
+def portcullis_binary() -> Path:
+    return Path(os.environ.get("PORTCULLIS_BIN") or REPO_DIR / "target" / "debug" / "portcullis")
+
+
+class Echo:
+    def __init__(self, work_dir: Path, name: str = "echo"):
+        self.port = free_port()
+        self.service = Service(name, [sys.executable, E2E_DIR / "echo.py", self.port], work_dir)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Echo":
+        self.service.start()
+        self.service.wait_ready(http_ok(f"{self.url}/__ready"), timeout=10, what="GET /__ready")
+        return self
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.service.forget()
+
+
+class IdP:
+    """oidc-provider 8.x (tests/e2e/idp/server.mjs) with one confidential client."""
+
+    def __init__(self, work_dir: Path, clients: list[dict], name: str = "idp"):
+        idp_dir = E2E_DIR / "idp"
+        if not (idp_dir / "node_modules" / "oidc-provider").is_dir():
+            raise RuntimeError(
+                f"{idp_dir}/node_modules is missing: run scripts/install-test-deps.sh"
+            )
+        self.port = free_port()
+        self.clients = clients
+        node = os.environ.get("E2E_NODE") or shutil.which("node") or "node"
+        env = dict(os.environ)
+        env["IDP_CLIENT"] = json.dumps(clients)
+        env["IDP_PORT"] = str(self.port)
+        self.service = Service(name, [node, idp_dir / "server.mjs"], work_dir, env=env, cwd=idp_dir)
+        self._discovery: Optional[dict] = None
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def discovery(self) -> dict:
+        if self._discovery is None:
+            self._discovery = requests.get(
+                f"{self.issuer}/.well-known/openid-configuration", timeout=5
+            ).json()
+        return self._discovery
+
+    def start(self) -> "IdP":
+        self.service.start()
+        self.service.wait_ready(
+            http_ok(f"{self.issuer}/.well-known/openid-configuration"),
+            timeout=20,
+            what="discovery",
+        )
+        return self
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.service.forget()
+
+
+class Portcullis:
+    def __init__(self, work_dir: Path, issuer: str, client_secret: str, name: str = "portcullis",
+                 extra_toml: str = ""):
+        binary = portcullis_binary()
+        if not binary.is_file():
+            raise RuntimeError(
+                f"portcullis binary not found at {binary}: build it first (cargo build) "
+                "or set PORTCULLIS_BIN"
+            )
+        self.http_port = free_port()
+        self.admin_port = free_port()
+        self.cookie_secret = base64.b64encode(secrets.token_bytes(32)).decode()
+        self.config_path = Path(work_dir) / f"{name}.toml"
+        self.config_path.write_text(
+            f"""\
+[server]
+http_address = "127.0.0.1:{self.http_port}"
+admin_address = "127.0.0.1:{self.admin_port}"
+
+[oidc]
+issuer_url = "{issuer}"
+client_id = "{CLIENT_ID}"
+client_secret = "{client_secret}"
+scopes = ["openid", "email", "profile", "groups"]
+
+[cookie]
+secret = "{self.cookie_secret}"
+secure = false
+
+[authz]
+redirect_domains = ["127.0.0.1:*"]
+
+[log]
+level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
+{extra_toml}"""
+        )
+        # The environment overrides the file: keep a developer's own settings out of the tests.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not (k.startswith("PORTCULLIS_") or k.startswith("OAUTH2_PROXY_"))
+        }
+        env.setdefault("RUST_BACKTRACE", "1")
+        self.service = Service(
+            name, [binary, "serve", "--config", self.config_path], work_dir, env=env
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self) -> "Portcullis":
+        self.service.start()
+        self.service.wait_ready(http_ok(f"{self.admin_url}/readyz"), timeout=30, what="GET /readyz")
+        return self
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.service.forget()
+
+
+class Stack:
+    """IdP + echo upstream + portcullis + Envoy, all on free loopback ports."""
+
+    def __init__(self, work_dir: Path, name: str = "stack"):
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.client_secret = secrets.token_urlsafe(24)
+        self.envoy_port = free_port()  # the IdP must know the callback before Envoy starts
+        self.idp: Optional[IdP] = None
+        self.echo: Optional[Echo] = None
+        self.portcullis: Optional[Portcullis] = None
+        self.envoy: Optional[Envoy] = None
+        self._started: list = []
+
+    @property
+    def url(self) -> str:
+        """Where clients talk: Envoy's listener."""
+        return f"http://127.0.0.1:{self.envoy_port}"
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.url}/oauth2/callback"
+
+    def client_metadata(self) -> dict:
+        return {
+            "client_id": CLIENT_ID,
+            "client_secret": self.client_secret,
+            "redirect_uris": [self.callback_url],
+            "post_logout_redirect_uris": [f"{self.url}/", f"{self.url}/signed-out"],
+        }
+
+    def start(self) -> "Stack":
+        if not portcullis_binary().is_file():
+            raise RuntimeError(
+                f"portcullis binary not found at {portcullis_binary()}: build it first "
+                "(cargo build) or set PORTCULLIS_BIN"
+            )
+        try:
+            self.echo = Echo(self.work_dir)
+            self._started.append(self.echo.start())
+            self.idp = IdP(self.work_dir, [self.client_metadata()])
+            self._started.append(self.idp.start())
+            self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret)
+            self._started.append(self.portcullis.start())
+            self.envoy = Envoy(
+                self.work_dir,
+                upstream_port=self.echo.port,
+                authz_port=self.portcullis.http_port,
+                listen_port=self.envoy_port,
+            )
+            self._started.append(self.envoy.start())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for part in reversed(self._started):
+            try:
+                part.stop()
+            except Exception as exc:  # noqa: BLE001 - stop the others anyway
+                print(f"stopping {part}: {exc}", file=sys.stderr)
+        self._started.clear()
+        # A part whose start() failed is not in _started but may still run.
+        for part in (self.envoy, self.portcullis, self.idp, self.echo):
+            if part is not None and part.service.proc is not None:
+                part.stop()
