@@ -31,6 +31,14 @@ impl Clock {
         }
     }
 
+    /// Current time in Unix milliseconds (a fixed clock has whole seconds).
+    pub fn now_ms(&self) -> i64 {
+        match &self.fixed {
+            Some(t) => t.load(Ordering::Relaxed) * 1000,
+            None => chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
     /// Move a fixed clock forward; a no-op on the system clock.
     pub fn advance(&self, seconds: i64) {
         if let Some(t) = &self.fixed {

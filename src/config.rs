@@ -78,7 +78,8 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
-    pub issuer_url: Url,
+    /// Exactly as configured: the ID token's `iss` must equal it character for character.
+    pub issuer_url: String,
     pub client_id: String,
     pub client_secret: Secret,
     pub redirect_url: Option<Url>,
@@ -529,7 +530,10 @@ fn figment_error(err: figment::Error) -> ConfigError {
                 .as_ref()
                 .map(|m| format!(" (from {})", m.name))
                 .unwrap_or_default();
-            ConfigError::new(&key, format!("{}{source}", e.kind))
+            // Parser messages span lines (with a source excerpt); keep one line.
+            let kind = e.kind.to_string();
+            let kind = kind.split_whitespace().collect::<Vec<_>>().join(" ");
+            ConfigError::new(&key, format!("{kind}{source}"))
         }
         None => ConfigError::new("config", "unreadable configuration"),
     }
@@ -609,15 +613,15 @@ fn read_secret(
 fn validate_oidc(raw: RawOidc) -> Result<OidcConfig, ConfigError> {
     let issuer = non_empty(raw.issuer_url)
         .ok_or_else(|| ConfigError::new("oidc.issuer_url", "is required"))?;
-    let issuer_url = Url::parse(&issuer)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| {
-            ConfigError::new(
-                "oidc.issuer_url",
-                format!("expected an http(s) URL, got {issuer:?}"),
-            )
-        })?;
+    if !Url::parse(&issuer)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    {
+        return Err(ConfigError::new(
+            "oidc.issuer_url",
+            format!("expected an http(s) URL, got {issuer:?}"),
+        ));
+    }
+    let issuer_url = issuer;
     let client_id = non_empty(raw.client_id)
         .ok_or_else(|| ConfigError::new("oidc.client_id", "is required"))?;
     let client_secret = read_secret(

@@ -36,7 +36,8 @@ use crate::session::random_id;
 
 /// A running development issuer.
 pub struct DevIdp {
-    pub issuer: Url,
+    /// `http://127.0.0.1:<port>`, no trailing slash.
+    pub issuer: String,
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -79,7 +80,7 @@ struct DevUser {
 }
 
 struct Idp {
-    issuer: Url,
+    issuer: String,
     client: DevClient,
     key: CoreRsaPrivateSigningKey,
     jwks: serde_json::Value,
@@ -98,7 +99,7 @@ pub async fn start(bind: SocketAddr, client: DevClient, clock: Clock) -> anyhow:
         .await
         .with_context(|| format!("binding the development issuer on {bind}"))?;
     let addr = listener.local_addr()?;
-    let issuer = Url::parse(&format!("http://{addr}"))?;
+    let issuer = format!("http://{addr}");
     let key = tokio::task::spawn_blocking(generate_key).await??;
     let jwks = serde_json::to_value(CoreJsonWebKeySet::new(vec![key.as_verification_key()]))?;
     let idp = Arc::new(Idp {
@@ -145,7 +146,7 @@ fn generate_key() -> anyhow::Result<CoreRsaPrivateSigningKey> {
 }
 
 async fn discovery(State(idp): State<Arc<Idp>>) -> Json<serde_json::Value> {
-    let base = idp.issuer.as_str().trim_end_matches('/');
+    let base = idp.issuer.as_str();
     Json(json!({
         "issuer": base,
         "authorization_endpoint": format!("{base}/authorize"),
@@ -424,7 +425,7 @@ fn sign_id_token(
     let mut extra = HashMap::new();
     extra.insert("groups".to_string(), json!(user.groups));
     let claims: IdTokenClaims = IdTokenClaims::new(
-        IssuerUrl::from_url(idp.issuer.clone()),
+        IssuerUrl::new(idp.issuer.clone())?,
         vec![Audience::new(grant.client_id.clone())],
         now + chrono::Duration::hours(1),
         now,
@@ -506,7 +507,7 @@ pub async fn run_dev(args: crate::cli::DevArgs) -> anyhow::Result<()> {
             "server.admin_address",
             format!("127.0.0.1:{}", args.admin_port),
         ))
-        .merge(Serialized::default("oidc.issuer_url", idp.issuer.as_str()))
+        .merge(Serialized::default("oidc.issuer_url", &idp.issuer))
         .merge(Serialized::default("oidc.client_id", &client.client_id))
         .merge(Serialized::default("oidc.client_secret", &client.client_secret))
         .merge(Serialized::default("cookie.secret", cookie_key.to_base64()))

@@ -77,6 +77,9 @@ mod tests {
             api,
         };
         let open = policy(&["*"], &[]);
+        let other_domain = policy(&["other.com"], &[]);
+        let admins = policy(&["*"], &["admins"]);
+        let devs = policy(&["example.com"], &["devs"]);
         let cases: Vec<(&str, CheckInput, Option<&Session>, &Policy, Decision)> = vec![
             ("valid session", input("/x", "text/html"), Some(&valid), &open, Decision::Allow),
             ("no session, browser", input("/x?y=1", "text/html"), None, &open, login("/x?y=1", false)),
@@ -86,21 +89,21 @@ mod tests {
                 "wrong domain",
                 input("/x", "text/html"),
                 Some(&valid),
-                &policy(&["other.com"], &[]),
+                &other_domain,
                 Decision::Deny(DenyReason::EmailDomain),
             ),
             (
                 "wrong group",
                 input("/x", "text/html"),
                 Some(&valid),
-                &policy(&["*"], &["admins"]),
+                &admins,
                 Decision::Deny(DenyReason::Group),
             ),
             (
                 "right group",
                 input("/x", "text/html"),
                 Some(&valid),
-                &policy(&["example.com"], &["devs"]),
+                &devs,
                 Decision::Allow,
             ),
             (

@@ -143,7 +143,8 @@ impl Oidc {
 
     /// Fetch the discovery document and the JWKS, and install the provider.
     pub async fn discover(&self) -> Result<(), Error> {
-        let issuer = IssuerUrl::from_url(self.cfg.issuer_url.clone());
+        let issuer = IssuerUrl::new(self.cfg.issuer_url.clone())
+            .map_err(|e| Error::ProviderNotReady(format!("issuer url: {e}")))?;
         let metadata = ProviderMetadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| Error::ProviderNotReady(format!("discovery failed: {}", chain(&e))))?;

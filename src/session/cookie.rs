@@ -71,7 +71,7 @@ const LENIENT_PADDING: GeneralPurposeConfig =
 const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT_PADDING);
 const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT_PADDING);
 
-/// A 32-byte AES-256-GCM key. Debug prints "CookieKey([redacted])".
+/// A 32-byte AES-256-GCM key. Debug prints `CookieKey([redacted])`.
 #[derive(Clone)]
 pub struct CookieKey([u8; KEY_LEN]);
 
@@ -363,17 +363,17 @@ mod tests {
         codec.open::<TestSession>(name, value).is_some()
     }
 
-    /// A sealed value of exactly `len` characters. The payload is a JSON string, so its plaintext is `len` minus
-    /// the base64 of the 29 bytes of framing and 2 quotes.
+    /// The shortest sealed value of at least `len` characters (`len` itself when it is a multiple of 4; unpadded
+    /// base64 never has length 4k+1). The payload is a JSON string of `x`.
     fn sealed_of_len(codec: &CookieCodec, len: usize) -> String {
-        let mut fill = len * 3 / 4 - 1 - NONCE_LEN - TAG_LEN - 2;
+        let framing = 1 + NONCE_LEN + TAG_LEN + 2;
+        let mut fill = (len * 3 / 4).saturating_sub(framing + 2);
         loop {
             let sealed = codec.seal(NAME, &"x".repeat(fill)).expect("seal");
-            match sealed.len().cmp(&len) {
-                std::cmp::Ordering::Equal => return sealed,
-                std::cmp::Ordering::Less => fill += 1,
-                std::cmp::Ordering::Greater => fill -= 1,
+            if sealed.len() >= len {
+                return sealed;
             }
+            fill += 1;
         }
     }
 
@@ -622,6 +622,7 @@ mod tests {
     fn split_boundary_is_max_cookie_value() {
         let (_, codec) = fresh_codec();
         let at_limit = sealed_of_len(&codec, MAX_COOKIE_VALUE);
+        assert_eq!(at_limit.len(), MAX_COOKIE_VALUE);
         assert_eq!(codec.split(NAME, at_limit).expect("split").len(), 1);
         let over = sealed_of_len(&codec, MAX_COOKIE_VALUE + 1);
         let cookies = codec.split(NAME, over).expect("split");
@@ -654,6 +655,7 @@ mod tests {
     fn largest_value_that_fits_round_trips() {
         let (_, codec) = fresh_codec();
         let sealed = sealed_of_len(&codec, MAX_CHUNKS * MAX_COOKIE_VALUE);
+        assert_eq!(sealed.len(), MAX_CHUNKS * MAX_COOKIE_VALUE);
         let cookies = codec.split(NAME, sealed.clone()).expect("split");
         assert_eq!(cookies.len(), MAX_CHUNKS);
         let joined = join_from(&codec, &jar(&cookies)).expect("joined value");
@@ -664,8 +666,8 @@ mod tests {
     #[test]
     fn too_large_is_an_error() {
         let (_, codec) = fresh_codec();
-        let len = MAX_CHUNKS * MAX_COOKIE_VALUE + 1;
-        let sealed = sealed_of_len(&codec, len);
+        let sealed = sealed_of_len(&codec, MAX_CHUNKS * MAX_COOKIE_VALUE + 1);
+        let len = sealed.len();
         match codec.split(NAME, sealed) {
             Err(SealError::TooLarge { len: got }) => assert_eq!(got, len),
             other => panic!("expected TooLarge, got {other:?}"),
@@ -905,10 +907,19 @@ mod tests {
             let mut payload = payload;
             payload.sub.push_str(&"p".repeat(pad));
             let sealed = codec.seal(NAME, &payload).expect("seal");
-            let cookies = codec.split(NAME, sealed.clone()).expect("split");
-            let joined = join_from(&codec, &jar(&cookies)).expect("joined value");
-            prop_assert_eq!(&joined, &sealed);
-            prop_assert_eq!(codec.open::<TestSession>(NAME, &joined), Some(payload));
+            match codec.split(NAME, sealed.clone()) {
+                Ok(cookies) => {
+                    prop_assert!(cookies.len() <= MAX_CHUNKS);
+                    let joined = join_from(&codec, &jar(&cookies)).expect("joined value");
+                    prop_assert_eq!(&joined, &sealed);
+                    prop_assert_eq!(codec.open::<TestSession>(NAME, &joined), Some(payload));
+                }
+                Err(SealError::TooLarge { len }) => {
+                    prop_assert_eq!(len, sealed.len());
+                    prop_assert!(len > MAX_CHUNKS * MAX_COOKIE_VALUE);
+                }
+                Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+            }
         }
 
         #[test]

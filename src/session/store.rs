@@ -121,7 +121,7 @@ impl SessionCookies {
             }
             match self.codec.open::<PendingLogin>(n, v) {
                 Some(p) if now - p.created_at < self.csrf_expire_secs => {
-                    live.push((p.created_at, n.clone()))
+                    live.push((p.created_ms, n.clone()))
                 }
                 _ => out.push(self.expired(n, &self.csrf_path)),
             }
@@ -274,6 +274,7 @@ mod tests {
             return_to: "/x".into(),
             redirect_url: "https://app/oauth2/callback".into(),
             created_at,
+            created_ms: created_at * 1000,
         }
     }
 

@@ -52,7 +52,8 @@ class Echo:
 class IdP:
     """oidc-provider 8.x (tests/e2e/idp/server.mjs) with one confidential client."""
 
-    def __init__(self, work_dir: Path, clients: list[dict], name: str = "idp"):
+    def __init__(self, work_dir: Path, clients: list[dict], name: str = "idp",
+                 issuer_path: Optional[str] = None):
         idp_dir = E2E_DIR / "idp"
         if not (idp_dir / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError(
@@ -60,16 +61,20 @@ class IdP:
             )
         self.port = free_port()
         self.clients = clients
+        if issuer_path is None:
+            issuer_path = os.environ.get("E2E_IDP_ISSUER_PATH", "")
+        self.issuer_path = issuer_path.rstrip("/")
         node = os.environ.get("E2E_NODE") or shutil.which("node") or "node"
         env = dict(os.environ)
         env["IDP_CLIENT"] = json.dumps(clients)
         env["IDP_PORT"] = str(self.port)
+        env["IDP_ISSUER_PATH"] = self.issuer_path
         self.service = Service(name, [node, idp_dir / "server.mjs"], work_dir, env=env, cwd=idp_dir)
         self._discovery: Optional[dict] = None
 
     @property
     def issuer(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}{self.issuer_path}"
 
     @property
     def discovery(self) -> dict:

@@ -14,8 +14,8 @@ from harness import free_port
 from parts import IdP
 
 
-@pytest.fixture(scope="module")
-def idp(work_dir):
+@pytest.fixture(scope="module", params=["", "/oidc"], ids=["issuer-origin", "issuer-with-path"])
+def idp(work_dir, request):
     rp = f"http://127.0.0.1:{free_port()}"
     client = {
         "client_id": "idp-selftest",
@@ -23,9 +23,9 @@ def idp(work_dir):
         "redirect_uris": [f"{rp}/cb"],
         "post_logout_redirect_uris": [f"{rp}/bye"],
     }
-    d = work_dir / "idp-selftest"
+    d = work_dir / f"idp-selftest{request.param.replace('/', '-')}"
     d.mkdir(exist_ok=True)
-    p = IdP(d, [client], name="idp-selftest").start()
+    p = IdP(d, [client], name="idp-selftest", issuer_path=request.param).start()
     p.client = client
     p.rp = rp
     yield p

@@ -1,1 +1,442 @@
+//! The integration binary: the whole app on ephemeral loopback ports against the in-process
+//! development issuer (a real OIDC issuer as far as the proxy can tell).
 
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod support;
+
+use support::{Browser, TestApp};
+
+#[tokio::test]
+async fn full_login_then_allow_with_identity_headers() {
+    let t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    let cb = b.login(&t.url("/app/page?x=1&y=%20"), "alice", "admins,devs").await;
+    assert_eq!(cb.status, 302, "{}", cb.body);
+    assert_eq!(cb.header("location"), Some("/app/page?x=1&y=%20"));
+    assert!(b.jar.contains_key("_portcullis"), "session cookie set");
+    assert!(
+        !b.jar.keys().any(|k| k.contains("_csrf_")),
+        "pending-login cookie cleared: {:?}",
+        b.jar.keys()
+    );
+
+    let allowed = b.get(&t.url("/app/page?x=1&y=%20")).await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.header("x-auth-request-user"), Some("alice"));
+    assert_eq!(allowed.header("x-auth-request-email"), Some("alice@example.com"));
+    assert_eq!(allowed.header("x-auth-request-preferred-username"), Some("alice"));
+    assert_eq!(allowed.header("x-auth-request-groups"), Some("admins,devs"));
+    assert_eq!(allowed.header("authorization"), None);
+
+    let info = b.get(&t.url("/oauth2/userinfo")).await;
+    assert_eq!(info.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&info.body).unwrap();
+    assert_eq!(v["email"], "alice@example.com");
+    assert_eq!(v["groups"], serde_json::json!(["admins", "devs"]));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn optional_headers_access_token_and_authorization() {
+    let t = TestApp::start(&[
+        "headers.pass_access_token=true",
+        "headers.set_authorization_header=true",
+    ])
+    .await;
+    let mut b = Browser::new();
+    assert_eq!(b.login(&t.url("/"), "bob", "").await.status, 302);
+    let a = b.get(&t.url("/")).await;
+    assert_eq!(a.status, 200);
+    assert!(a.header("x-auth-request-access-token").is_some_and(|v| !v.is_empty()));
+    let authz = a.header("authorization").unwrap();
+    assert!(authz.starts_with("Bearer ey"), "{authz}");
+    assert_eq!(a.header("x-auth-request-groups"), Some(""), "present even when empty");
+    assert_eq!(a.header("x-envoy-auth-headers-to-remove"), None);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn no_session_browser_redirects_api_gets_401_json() {
+    let t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    let r = b.get(&t.url("/private")).await;
+    assert_eq!(r.status, 302);
+    let loc = r.header("location").unwrap();
+    for part in [
+        "response_type=code",
+        "code_challenge_method=S256",
+        "state=",
+        "nonce=",
+        "redirect_uri=http%3A%2F%2F127.0.0.1%3A",
+        "%2Foauth2%2Fcallback",
+    ] {
+        assert!(loc.contains(part), "{part} missing in {loc}");
+    }
+    assert!(loc.starts_with(&t.idp.issuer));
+
+    for headers in [
+        vec![("accept", "application/json")],
+        vec![],
+        vec![("accept", "text/html"), ("x-requested-with", "XMLHttpRequest")],
+        vec![("accept", "text/html"), ("sec-fetch-mode", "cors")],
+    ] {
+        let r = Browser::new()
+            .send(reqwest::Method::GET, &t.url("/api/things"), &headers)
+            .await;
+        assert_eq!(r.status, 401, "{headers:?}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["error"], "unauthorized");
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn tampered_wrong_key_and_expired_cookies_are_no_session() {
+    let t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    b.login(&t.url("/"), "alice", "").await;
+    let good = b.jar["_portcullis"].clone();
+
+    let mut flipped = good.clone().into_bytes();
+    let mid = flipped.len() / 2;
+    flipped[mid] = if flipped[mid] == b'A' { b'B' } else { b'A' };
+    for bad in [
+        String::from_utf8(flipped).unwrap(),
+        good[..good.len() - 5].to_string(),
+        "garbage".to_string(),
+        String::new(),
+        "A".repeat(10_000),
+    ] {
+        let mut other = Browser::new();
+        other.jar.insert("_portcullis".into(), bad);
+        let r = other.get(&t.url("/x")).await;
+        assert_eq!(r.status, 302, "treated as no session");
+    }
+
+    // The same cookie under another instance's key.
+    let t2 = TestApp::start(&[]).await;
+    let mut other = Browser::new();
+    other.jar.insert("_portcullis".into(), good.clone());
+    assert_eq!(other.get(&t2.url("/x")).await.status, 302);
+    t2.stop().await;
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn key_rotation_keeps_sessions() {
+    let old = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    b.login(&old.url("/"), "alice", "").await;
+    let old_key = old.key.to_base64();
+    old.stop().await;
+
+    let rotated = TestApp::start(&[&format!("cookie.previous_secrets={old_key}")]).await;
+    assert_eq!(b.get(&rotated.url("/")).await.status, 200, "old key still opens");
+    rotated.stop().await;
+}
+
+#[tokio::test]
+async fn envoy_style_comma_joined_cookies_parse() {
+    let t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    b.login(&t.url("/"), "alice", "").await;
+    let session = b.jar["_portcullis"].clone();
+    let r = reqwest::Client::new()
+        .get(t.url("/x"))
+        .header("cookie", format!("other=1,_portcullis={session},more=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn groups_and_email_domains_are_enforced() {
+    let t = TestApp::start(&["authz.allowed_groups=admins"]).await;
+    let mut b = Browser::new();
+    let cb = b.login(&t.url("/"), "eve", "devs").await;
+    assert_eq!(cb.status, 403);
+    assert!(cb.body.contains("Access denied"));
+    assert!(!b.jar.contains_key("_portcullis"), "no session for a refused user");
+
+    let mut ok = Browser::new();
+    assert_eq!(ok.login(&t.url("/"), "ann", "devs,admins").await.status, 302);
+    assert_eq!(ok.get(&t.url("/")).await.status, 200);
+    t.stop().await;
+
+    let t = TestApp::start(&["authz.email_domains=corp.example"]).await;
+    let mut b = Browser::new();
+    assert_eq!(b.login(&t.url("/"), "alice", "").await.status, 403);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_refused_later_is_denied_and_cleared() {
+    // A session made when the policy was open, presented after it tightened.
+    let open = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    b.login(&open.url("/"), "alice", "devs").await;
+    let key = open.key.to_base64();
+    open.stop().await;
+    let strict = TestApp::start(&[
+        "authz.allowed_groups=admins",
+        &format!("cookie.previous_secrets={key}"),
+    ])
+    .await;
+    let r = b.get(&strict.url("/")).await;
+    assert_eq!(r.status, 403);
+    assert!(r.set_cookies().iter().any(|c| c.starts_with("_portcullis=;")));
+    strict.stop().await;
+}
+
+#[tokio::test]
+async fn callback_errors_are_clear_403_pages() {
+    let t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    let cases = [
+        "/oauth2/callback?error=access_denied&error_description=%3Cscript%3E",
+        "/oauth2/callback?code=abc&state=unknown-state",
+        "/oauth2/callback?code=abc",
+        "/oauth2/callback?state=abc",
+        "/oauth2/callback",
+    ];
+    for path in cases {
+        let r = b.get(&t.url(path)).await;
+        assert_eq!(r.status, 403, "{path}");
+        assert!(r.body.contains("Request ID"), "{path}: request id shown");
+        assert!(!r.body.contains("<script>"), "{path}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_code_cannot_be_used_twice() {
+    let t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    let start = b.get(&t.url("/")).await;
+    let authorize = start.header("location").unwrap().to_string();
+    let pending = b.jar.clone();
+    let idp = b
+        .client
+        .get(format!("{authorize}&login_hint=alice"))
+        .send()
+        .await
+        .unwrap();
+    let callback = idp.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(b.get(&callback).await.status, 302);
+    // Replay with the pending-login cookie restored: the IdP refuses the used code.
+    let mut replay = Browser::new();
+    replay.jar = pending;
+    let r = replay.get(&callback).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("rejected the sign-in code"));
+    // Replay without it: no pending login.
+    let r = Browser::new().get(&callback).await;
+    assert_eq!(r.status, 403);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn parallel_logins_work_and_pending_cookies_are_capped() {
+    let t = TestApp::start(&["cookie.max_pending_logins=3"]).await;
+    let mut b = Browser::new();
+    let mut authorizes = Vec::new();
+    for i in 0..5 {
+        let r = b.get(&t.url(&format!("/tab/{i}"))).await;
+        authorizes.push(r.header("location").unwrap().to_string());
+    }
+    let pending = b.jar.keys().filter(|k| k.contains("_csrf_")).count();
+    assert_eq!(pending, 3, "{:?}", b.jar.keys());
+    // The newest tab (4) and another kept one (2) both complete; the oldest (0) is gone.
+    for (i, status, location) in [(4, 302, Some("/tab/4")), (2, 302, Some("/tab/2")), (0, 403, None)] {
+        let idp = b
+            .client
+            .get(format!("{}&login_hint=alice", authorizes[i]))
+            .send()
+            .await
+            .unwrap();
+        let callback = idp.headers()["location"].to_str().unwrap().to_string();
+        let r = b.get(&callback).await;
+        assert_eq!(r.status, status, "tab {i}");
+        if location.is_some() {
+            assert_eq!(r.header("location"), location);
+        }
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn sign_out_clears_and_uses_rp_initiated_logout() {
+    let t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    b.login(&t.url("/"), "alice", "").await;
+    let r = b.get(&t.url("/oauth2/sign_out?rd=/bye")).await;
+    assert_eq!(r.status, 302);
+    let loc = r.header("location").unwrap();
+    assert!(loc.starts_with(&format!("{}/logout?", t.idp.issuer)), "{loc}");
+    assert!(loc.contains("id_token_hint=ey"));
+    let expected = format!("post_logout_redirect_uri=http%3A%2F%2F{}%2Fbye", t.http).replace(':', "%3A");
+    assert!(loc.contains(&expected), "{loc} lacks {expected}");
+    assert!(!b.jar.contains_key("_portcullis"));
+    assert_eq!(b.get(&t.url("/")).await.status, 302, "signed out");
+
+    // Without a session: straight to the validated rd; a foreign rd falls back to /.
+    let r = Browser::new().get(&t.url("/oauth2/sign_out?rd=https://evil.com/")).await;
+    assert_eq!(r.header("location"), Some("/"));
+    let r = Browser::new().get(&t.url("/oauth2/sign_out?rd=//evil.com")).await;
+    assert_eq!(r.header("location"), Some("/"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn start_and_sign_in_routes() {
+    let t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    let page = b.get(&t.url("/oauth2/sign_in?rd=/dash")).await;
+    assert_eq!(page.status, 401, "never 200: through a gateway that would be an allow");
+    assert!(page.body.contains("start?rd=%2Fdash") || page.body.contains("start?rd=&#x2f;dash") || page.body.contains("%2Fdash"), "{}", page.body);
+
+    let r = b.login(&t.url("/oauth2/start?rd=/dash%3Fa%3D1"), "alice", "").await;
+    assert_eq!(r.header("location"), Some("/dash?a=1"));
+    let r = Browser::new().login(&t.url("/oauth2/start?rd=https://evil.example/"), "alice", "").await;
+    assert_eq!(r.header("location"), Some("/"), "foreign rd refused");
+    let unknown = Browser::new().get(&t.url("/oauth2/nothing")).await;
+    assert_eq!(unknown.status, 404);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn health_paths_on_the_check_listener_are_ordinary_checks() {
+    let t = TestApp::start(&[]).await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let r = Browser::new().get(&t.url(path)).await;
+        assert_eq!(r.status, 302, "{path} is a check, not a 200");
+    }
+    let admin = reqwest::Client::new();
+    let h = admin.get(format!("http://{}/healthz", t.admin)).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    let r = admin.get(format!("http://{}/readyz", t.admin)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn idp_down_means_503_and_not_ready() {
+    // An issuer that is not listening: discovery keeps failing.
+    let mut idp = portcullis::dev_idp::start(
+        "127.0.0.1:0".parse().unwrap(),
+        portcullis::dev_idp::DevClient {
+            client_id: "x".into(),
+            client_secret: "y".into(),
+        },
+        portcullis::clock::Clock::system(),
+    )
+    .await
+    .unwrap();
+    idp.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let t = TestApp::start_with_issuer(idp, &[], false).await;
+    let r = Browser::new().get(&t.url("/x")).await;
+    assert_eq!(r.status, 503, "never 200, never a silent deny");
+    assert!(r.body.contains("temporarily unavailable"));
+    let api = Browser::new()
+        .send(reqwest::Method::GET, &t.url("/x"), &[("accept", "application/json")])
+        .await;
+    // API callers without a session need no IdP: 401 still.
+    assert_eq!(api.status, 401);
+    let ready = reqwest::get(format!("http://{}/readyz", t.admin)).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn path_prefix_is_stripped_and_required() {
+    let t = TestApp::start(&["server.path_prefix=/check"]).await;
+    let mut b = Browser::new();
+    let r = b.get(&t.url("/app")).await;
+    assert_eq!(r.status, 403, "missing prefix is a misconfiguration");
+    let r = b.get(&t.url("/checkapp")).await;
+    assert_eq!(r.status, 403, "prefix must end at a segment");
+    let r = b.get(&t.url("/check/app?q=1")).await;
+    assert_eq!(r.status, 302);
+    // The login routes are found after the prefix too.
+    let r = b.get(&t.url("/check/oauth2/sign_in")).await;
+    assert_eq!(r.status, 401);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn head_and_odd_methods_decide_like_get() {
+    let t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    b.login(&t.url("/"), "alice", "").await;
+    for m in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PURGE"] {
+        let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+        let r = b.send(method.clone(), &t.url("/x"), &[("accept", "text/html")]).await;
+        assert_eq!(r.status, 200, "{m} with a session");
+        assert_eq!(r.header("x-auth-request-user"), Some("alice"), "{m}");
+        let r = Browser::new().send(method, &t.url("/x"), &[("accept", "text/html")]).await;
+        assert_eq!(r.status, 302, "{m} without a session");
+        assert!(r.header("content-length").is_some());
+        if m == "HEAD" {
+            assert!(r.body.is_empty());
+        }
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn many_checks_on_one_keep_alive_connection_and_h2c() {
+    let t = TestApp::start(&[]).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    for i in 0..300 {
+        let r = client
+            .post(t.url(&format!("/k/{i}")))
+            .header("accept", "application/json")
+            .body(vec![0xFFu8, 0x00, 0x41])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = h2
+        .get(t.url("/h2"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 302);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn custom_templates_are_used() {
+    let dir = std::env::temp_dir().join(format!("portcullis-tpl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("error.html"),
+        "<p>custom {{ StatusCode }} {{ Title }} {{ RequestID }}</p>",
+    )
+    .unwrap();
+    let t = TestApp::start(&[&format!("pages.templates_dir={}", dir.display())]).await;
+    let r = Browser::new().get(&t.url("/oauth2/callback")).await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.starts_with("<p>custom 403 "), "{}", r.body);
+    t.stop().await;
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -5,18 +5,20 @@
 // scripted HTTP client can submit, PKCE (S256), RP-initiated logout and back-channel logout.
 //
 // Usage:
-//   node server.mjs [--port N] [--client JSON] [--access-token-ttl SECONDS]
+//   node server.mjs [--port N] [--client JSON] [--issuer-path /PATH] [--access-token-ttl SECONDS]
 //
 // Every option can also come from the environment:
 //   IDP_PORT               port on 127.0.0.1 (0 or unset: any free port)
 //   IDP_CLIENT             JSON object (or array of objects) of client metadata, e.g.
 //                          {"client_id":"x","client_secret":"y","redirect_uris":["http://..."],
 //                           "post_logout_redirect_uris":["http://..."]}
+//   IDP_ISSUER_PATH        serve under a path: issuer http://127.0.0.1:<port>/PATH (default: none,
+//                          the issuer is the bare origin without a trailing slash)
 //   IDP_ACCESS_TOKEN_TTL   lifetime of access tokens in seconds (default 3600)
 //   IDP_ID_TOKEN_TTL       lifetime of ID tokens in seconds (default 3600)
 //   IDP_PKCE_REQUIRED      1 (default): authorization requests without PKCE are refused; 0: optional
 //
-// The issuer is http://127.0.0.1:<port>. When the server listens it prints `READY <port>` on
+// The issuer is http://127.0.0.1:<port>[/PATH]. When the server listens it prints `READY <port>` on
 // stdout. Accounts: any login name is accepted with any password; `alice` and `bob` have the
 // claims below, any other name gets a bare account whose sub is the login name.
 
@@ -32,6 +34,7 @@ const { values: args } = parseArgs({
     client: { type: 'string' },
     'access-token-ttl': { type: 'string' },
     'id-token-ttl': { type: 'string' },
+    'issuer-path': { type: 'string' },
   },
   strict: true,
 });
@@ -40,6 +43,11 @@ const requestedPort = Number(args.port ?? process.env.IDP_PORT ?? 0);
 const clientJson = args.client ?? process.env.IDP_CLIENT;
 const accessTokenTtl = Number(args['access-token-ttl'] ?? process.env.IDP_ACCESS_TOKEN_TTL ?? 3600);
 const idTokenTtl = Number(args['id-token-ttl'] ?? process.env.IDP_ID_TOKEN_TTL ?? 3600);
+const issuerPath = (args['issuer-path'] ?? process.env.IDP_ISSUER_PATH ?? '').replace(/\/+$/, '');
+if (issuerPath && !issuerPath.startsWith('/')) {
+  console.error('server.mjs: the issuer path must start with /');
+  process.exit(2);
+}
 const pkceRequired = (process.env.IDP_PKCE_REQUIRED ?? '1') !== '0';
 
 if (!clientJson) {
@@ -107,7 +115,7 @@ const server = http.createServer();
 
 server.listen(requestedPort, '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `http://127.0.0.1:${port}${issuerPath}`;
 
   const configuration = {
     clients,
@@ -170,7 +178,21 @@ server.listen(requestedPort, '127.0.0.1', () => {
   });
 
   const callback = provider.callback();
-  server.on('request', callback);
+  server.on('request', (req, res) => {
+    if (issuerPath) {
+      // Mounted under a path: strip it; oidc-provider reads the mount from req.originalUrl.
+      const rest = req.url.slice(issuerPath.length);
+      if (!req.url.startsWith(issuerPath) || !(rest === '' || rest.startsWith('/') || rest.startsWith('?'))) {
+        log(`${req.method} ${req.url} -> 404 (outside ${issuerPath})`);
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
+      req.originalUrl = req.url;
+      req.url = rest.startsWith('/') ? rest : `/${rest}`;
+    }
+    callback(req, res);
+  });
 
   log(`issuer ${issuer}; clients ${clients.map((c) => c.client_id).join(', ')}`);
   process.stdout.write(`READY ${port}\n`);

@@ -1,0 +1,215 @@
+//! `TestApp`: the whole proxy on ephemeral loopback ports against the in-process development
+//! issuer, plus a cookie-aware client that walks the login by hand.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use portcullis::app::{App, Listeners};
+use portcullis::clock::Clock;
+use portcullis::config::{Config, Sources};
+use portcullis::dev_idp::{self, DevClient, DevIdp};
+use portcullis::session::cookie::CookieKey;
+use reqwest::header::HeaderMap;
+
+pub const CLIENT_ID: &str = "test-client";
+pub const CLIENT_SECRET: &str = "test-secret";
+
+pub struct TestApp {
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub idp: DevIdp,
+    #[allow(dead_code)]
+    pub app: Arc<App>,
+    pub key: CookieKey,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Start with these `--set` overrides on top of a working test configuration.
+    pub async fn start(sets: &[&str]) -> TestApp {
+        let idp = dev_idp::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            DevClient {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+            },
+            Clock::system(),
+        )
+        .await
+        .expect("dev issuer");
+        Self::start_with_issuer(idp, sets, true).await
+    }
+
+    pub async fn start_with_issuer(idp: DevIdp, sets: &[&str], discover: bool) -> TestApp {
+        let key = CookieKey::generate();
+        let mut all: Vec<String> = vec![
+            "server.http_address=127.0.0.1:0".into(),
+            "server.admin_address=127.0.0.1:0".into(),
+            format!("oidc.issuer_url={}", idp.issuer),
+            format!("oidc.client_id={CLIENT_ID}"),
+            format!("oidc.client_secret={CLIENT_SECRET}"),
+            format!("cookie.secret={}", key.to_base64()),
+            "cookie.secure=false".into(),
+            "authz.redirect_domains=127.0.0.1:*".into(),
+            "oidc.http_timeout=2s".into(),
+        ];
+        all.extend(sets.iter().map(|s| s.to_string()));
+        let config = Config::load(&Sources {
+            file: None,
+            sets: all,
+            use_env: false,
+        })
+        .expect("test config");
+        let app = Arc::new(App::new(config, Clock::system()).expect("app"));
+        if discover {
+            app.oidc.discover().await.expect("discovery");
+        } else {
+            tokio::spawn(app.oidc.clone().discover_until_ready());
+        }
+        let listeners = Listeners::bind(&app.config).await.expect("bind");
+        let http = listeners.http_addr().expect("addr");
+        let admin = listeners.admin_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(listeners.serve(app.clone(), async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            http,
+            admin,
+            idp,
+            app,
+            key,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// Stop serving and wait until the listeners are closed.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("join").expect("served cleanly");
+        }
+    }
+}
+
+/// A browser-like client: a cookie jar keyed by name (one host), no automatic redirects.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub jar: BTreeMap<String, String>,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            jar: BTreeMap::new(),
+        }
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// GET with a browser Accept header and the jar; applies Set-Cookie to the jar.
+    pub async fn get(&mut self, url: &str) -> Answer {
+        self.send(reqwest::Method::GET, url, &[("accept", "text/html")])
+            .await
+    }
+
+    pub async fn send(
+        &mut self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self.client.request(method, url);
+        if !self.jar.is_empty() {
+            req = req.header("cookie", self.cookie_header());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.expect("body");
+        let answer = Answer {
+            status,
+            headers,
+            body,
+        };
+        for line in answer.set_cookies() {
+            let c = cookie::Cookie::parse(line).expect("set-cookie parses");
+            let expired = c.max_age().is_some_and(|m| m.is_zero()) || c.value().is_empty();
+            if expired {
+                self.jar.remove(c.name());
+            } else {
+                self.jar.insert(c.name().to_string(), c.value().to_string());
+            }
+        }
+        answer
+    }
+
+    /// Walk the whole login from `url` as user `name` (groups via the dev issuer's
+    /// `dev_groups`); returns the callback's answer.
+    pub async fn login(&mut self, url: &str, name: &str, groups: &str) -> Answer {
+        let start = self.get(url).await;
+        assert_eq!(start.status, 302, "login starts with a redirect: {}", start.body);
+        let authorize = start.header("location").expect("location").to_string();
+        let idp = self
+            .client
+            .get(format!("{authorize}&login_hint={name}&dev_groups={groups}"))
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(idp.status().as_u16(), 303, "issuer redirects back");
+        let callback = idp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("callback location")
+            .to_string();
+        self.get(&callback).await
+    }
+}
