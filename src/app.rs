@@ -34,8 +34,8 @@ pub struct App {
 impl App {
     /// Build the state. Discovery is not run here (see [`Oidc::discover_until_ready`]).
     pub fn new(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let pages = Pages::load(config.pages.templates_dir.as_deref())
-            .context("pages.templates_dir")?;
+        let pages =
+            Pages::load(config.pages.templates_dir.as_deref()).context("pages.templates_dir")?;
         let oidc = Arc::new(Oidc::new(config.oidc.clone())?);
         Ok(Self {
             sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
@@ -102,9 +102,7 @@ impl App {
         input: &CheckInput,
     ) -> Reply {
         let return_to = redirect::validate(&input.path_and_query(), &[])
-            .filter(|r| {
-                crate::login::route(&self.config.server.proxy_prefix, r.as_str()).is_none()
-            })
+            .filter(|r| crate::login::route(&self.config.server.proxy_prefix, r.as_str()).is_none())
             .unwrap_or_else(ReturnTo::root);
         let html = self.pages.error(&ErrorPage {
             status: status.as_u16(),
@@ -263,6 +261,9 @@ pub async fn shutdown_signal() {
 }
 
 /// Load the configuration for `dev` on top of dev defaults (used by `dev_idp::run_dev`).
-pub fn dev_config(sources: &Sources, base: figment::Figment) -> Result<Config, crate::config::ConfigError> {
+pub fn dev_config(
+    sources: &Sources,
+    base: figment::Figment,
+) -> Result<Config, crate::config::ConfigError> {
     Config::validate(Config::load_raw(sources, base)?)
 }

@@ -8,7 +8,12 @@ use crate::config::Sources;
 
 /// OIDC login proxy for Envoy ext_authz (HTTP), nginx auth_request and forward auth.
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "portcullis",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

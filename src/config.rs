@@ -413,7 +413,10 @@ const OAUTH2_PROXY_ENV: &[(&str, &str)] = &[
     ("proxy_prefix", "server.proxy_prefix"),
     ("set_xauthrequest", "headers.set_xauthrequest"),
     ("pass_access_token", "headers.pass_access_token"),
-    ("set_authorization_header", "headers.set_authorization_header"),
+    (
+        "set_authorization_header",
+        "headers.set_authorization_header",
+    ),
     ("custom_templates_dir", "pages.templates_dir"),
     ("provider_display_name", "pages.provider_name"),
     ("footer", "pages.footer"),
@@ -599,9 +602,8 @@ fn read_secret(
         )),
         (Some(v), None) => Ok(Some(v)),
         (None, Some(path)) => {
-            let content = std::fs::read_to_string(Path::new(&path)).map_err(|e| {
-                ConfigError::new(file_key, format!("cannot read {path}: {e}"))
-            })?;
+            let content = std::fs::read_to_string(Path::new(&path))
+                .map_err(|e| ConfigError::new(file_key, format!("cannot read {path}: {e}")))?;
             non_empty(content)
                 .map(Some)
                 .ok_or_else(|| ConfigError::new(file_key, format!("{path} is empty")))
@@ -651,10 +653,7 @@ fn validate_oidc(raw: RawOidc) -> Result<OidcConfig, ConfigError> {
         ),
     };
     if !raw.scopes.iter().any(|s| s == "openid") {
-        return Err(ConfigError::new(
-            "oidc.scopes",
-            "must include \"openid\"",
-        ));
+        return Err(ConfigError::new("oidc.scopes", "must include \"openid\""));
     }
     for (key, v) in [
         ("oidc.user_claim", &raw.user_claim),
@@ -710,7 +709,10 @@ fn validate_cookie(raw: RawCookie) -> Result<CookieConfig, ConfigError> {
     {
         return Err(ConfigError::new(
             "cookie.name",
-            format!("use 1-64 letters, digits, '_', '-' or '.', got {:?}", raw.name),
+            format!(
+                "use 1-64 letters, digits, '_', '-' or '.', got {:?}",
+                raw.name
+            ),
         ));
     }
     let secret = read_secret(
@@ -738,7 +740,10 @@ fn validate_cookie(raw: RawCookie) -> Result<CookieConfig, ConfigError> {
     }
     let csrf_expire = parse_duration("cookie.csrf_expire", &raw.csrf_expire)?;
     if csrf_expire.as_secs() < 10 {
-        return Err(ConfigError::new("cookie.csrf_expire", "must be at least 10s"));
+        return Err(ConfigError::new(
+            "cookie.csrf_expire",
+            "must be at least 10s",
+        ));
     }
     if !(1..=20).contains(&raw.max_pending_logins) {
         return Err(ConfigError::new(

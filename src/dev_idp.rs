@@ -378,9 +378,9 @@ async fn token(
     }
     let grant = idp.codes.lock().ok().and_then(|mut c| c.remove(&p.code));
     let now = idp.clock.now();
-    let Some(grant) = grant.filter(|g| {
-        g.expires_at > now && g.client_id == id && g.redirect_uri == p.redirect_uri
-    }) else {
+    let Some(grant) = grant
+        .filter(|g| g.expires_at > now && g.client_id == id && g.redirect_uri == p.redirect_uri)
+    else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     };
     if let Some(challenge) = &grant.code_challenge {
@@ -430,7 +430,10 @@ fn sign_id_token(
         now + chrono::Duration::hours(1),
         now,
         StandardClaims::<CoreGenderClaim>::new(SubjectIdentifier::new(user.name.clone()))
-            .set_email(Some(EndUserEmail::new(format!("{}@example.com", user.name))))
+            .set_email(Some(EndUserEmail::new(format!(
+                "{}@example.com",
+                user.name
+            ))))
             .set_email_verified(Some(true))
             .set_preferred_username(Some(EndUserUsername::new(user.name.clone()))),
         ExtraClaims(extra),
@@ -509,7 +512,10 @@ pub async fn run_dev(args: crate::cli::DevArgs) -> anyhow::Result<()> {
         ))
         .merge(Serialized::default("oidc.issuer_url", &idp.issuer))
         .merge(Serialized::default("oidc.client_id", &client.client_id))
-        .merge(Serialized::default("oidc.client_secret", &client.client_secret))
+        .merge(Serialized::default(
+            "oidc.client_secret",
+            &client.client_secret,
+        ))
         .merge(Serialized::default("cookie.secret", cookie_key.to_base64()))
         .merge(Serialized::default("cookie.secure", false))
         .merge(Serialized::default("pages.signed_in_page", true))
@@ -529,7 +535,5 @@ pub async fn run_dev(args: crate::cli::DevArgs) -> anyhow::Result<()> {
     println!("  Admin: http://{}/readyz", listeners.admin_addr()?);
     println!("  Stop with Ctrl-C.");
     println!();
-    listeners
-        .serve(app, crate::app::shutdown_signal())
-        .await
+    listeners.serve(app, crate::app::shutdown_signal()).await
 }

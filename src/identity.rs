@@ -24,7 +24,10 @@ pub fn upstream_headers(session: &Session, cfg: &HeadersConfig) -> Vec<(HeaderNa
     if cfg.set_xauthrequest {
         out.push((USER, header_value(&session.user)));
         out.push((EMAIL, header_value(&session.email)));
-        out.push((PREFERRED_USERNAME, header_value(&session.preferred_username)));
+        out.push((
+            PREFERRED_USERNAME,
+            header_value(&session.preferred_username),
+        ));
         out.push((GROUPS, header_value(&session.groups.join(","))));
     } else {
         remove.extend([

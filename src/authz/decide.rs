@@ -81,10 +81,34 @@ mod tests {
         let admins = policy(&["*"], &["admins"]);
         let devs = policy(&["example.com"], &["devs"]);
         let cases: Vec<(&str, CheckInput, Option<&Session>, &Policy, Decision)> = vec![
-            ("valid session", input("/x", "text/html"), Some(&valid), &open, Decision::Allow),
-            ("no session, browser", input("/x?y=1", "text/html"), None, &open, login("/x?y=1", false)),
-            ("no session, api", input("/x", "application/json"), None, &open, login("/x", true)),
-            ("expired session", input("/x", "text/html"), Some(&expired), &open, login("/x", false)),
+            (
+                "valid session",
+                input("/x", "text/html"),
+                Some(&valid),
+                &open,
+                Decision::Allow,
+            ),
+            (
+                "no session, browser",
+                input("/x?y=1", "text/html"),
+                None,
+                &open,
+                login("/x?y=1", false),
+            ),
+            (
+                "no session, api",
+                input("/x", "application/json"),
+                None,
+                &open,
+                login("/x", true),
+            ),
+            (
+                "expired session",
+                input("/x", "text/html"),
+                Some(&expired),
+                &open,
+                login("/x", false),
+            ),
             (
                 "wrong domain",
                 input("/x", "text/html"),

@@ -186,9 +186,18 @@ mod tests {
             (&[("accept", "application/json")], true),
             (&[("accept", "*/*")], true),
             (&[], true),
-            (&[("accept", "text/html"), ("x-requested-with", "XMLHttpRequest")], true),
+            (
+                &[
+                    ("accept", "text/html"),
+                    ("x-requested-with", "XMLHttpRequest"),
+                ],
+                true,
+            ),
             (&[("accept", "text/html"), ("sec-fetch-mode", "cors")], true),
-            (&[("accept", "text/html"), ("sec-fetch-mode", "navigate")], false),
+            (
+                &[("accept", "text/html"), ("sec-fetch-mode", "navigate")],
+                false,
+            ),
         ];
         for (hs, api) in cases {
             assert_eq!(input(hs, "/").is_api(), *api, "{hs:?}");

@@ -45,9 +45,9 @@ pub async fn check(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
         (Decision::Login { api: true, .. }, _) => {
             Ok(Outcome::Reply(login::unauthorized_json(app, input)))
         }
-        (Decision::Login { return_to, .. }, _) => Ok(Outcome::Reply(
-            crate::oidc::start::start(app, input, &return_to)?,
-        )),
+        (Decision::Login { return_to, .. }, _) => Ok(Outcome::Reply(crate::oidc::start::start(
+            app, input, &return_to,
+        )?)),
         (Decision::Deny(reason), _) => {
             if reason == decision::DenyReason::PathPrefixMissing {
                 tracing::error!(

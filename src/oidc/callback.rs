@@ -21,7 +21,11 @@ use crate::session::{random_id, PendingLogin, Session};
 pub async fn callback(app: &App, input: &CheckInput) -> Result<Reply, Error> {
     let now = app.clock.now();
     let state = input.query_param("state").unwrap_or_default();
-    let clear_pending: Vec<String> = app.sessions.clear_pending(&state, input).into_iter().collect();
+    let clear_pending: Vec<String> = app
+        .sessions
+        .clear_pending(&state, input)
+        .into_iter()
+        .collect();
     let refuse = |title: &str, message: &str| {
         app.error_page(StatusCode::FORBIDDEN, title, message, input)
             .with_cookies(clear_pending.clone())
@@ -41,10 +45,16 @@ pub async fn callback(app: &App, input: &CheckInput) -> Result<Reply, Error> {
         ));
     }
     if state.is_empty() {
-        return Ok(refuse("Sign-in failed", "The sign-in response has no state."));
+        return Ok(refuse(
+            "Sign-in failed",
+            "The sign-in response has no state.",
+        ));
     }
     let Some(code) = input.query_param("code").filter(|c| !c.is_empty()) else {
-        return Ok(refuse("Sign-in failed", "The sign-in response has no code."));
+        return Ok(refuse(
+            "Sign-in failed",
+            "The sign-in response has no code.",
+        ));
     };
     let (pending, _) = app.sessions.take_pending(&state, input, now);
     let Some(pending) = pending else {

@@ -152,7 +152,9 @@ impl Oidc {
         let client = Client::from_provider_metadata(
             metadata,
             ClientId::new(self.cfg.client_id.clone()),
-            Some(ClientSecret::new(self.cfg.client_secret.expose().to_string())),
+            Some(ClientSecret::new(
+                self.cfg.client_secret.expose().to_string(),
+            )),
         );
         let provider = Arc::new(Provider {
             client,
@@ -265,10 +267,7 @@ impl Claims<'_> {
     }
 }
 
-fn standard_text(
-    name: &str,
-    c: &openidconnect::StandardClaims<CoreGenderClaim>,
-) -> Option<String> {
+fn standard_text(name: &str, c: &openidconnect::StandardClaims<CoreGenderClaim>) -> Option<String> {
     match name {
         "sub" => Some(c.subject().to_string()),
         "email" => c.email().map(|e| e.to_string()),

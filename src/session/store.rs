@@ -127,7 +127,7 @@ impl SessionCookies {
             }
         }
         // Newest first; keep max_pending - 1 besides the new one.
-        live.sort_by(|a, b| b.0.cmp(&a.0));
+        live.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         for (_, n) in live.into_iter().skip(self.max_pending.saturating_sub(1)) {
             out.push(self.expired(&n, &self.csrf_path));
         }
@@ -185,7 +185,14 @@ impl SessionCookies {
         }
     }
 
-    fn build(&self, name: &str, value: &str, path: &str, same_site: SameSite, max_age: i64) -> String {
+    fn build(
+        &self,
+        name: &str,
+        value: &str,
+        path: &str,
+        same_site: SameSite,
+        max_age: i64,
+    ) -> String {
         let mut c = Cookie::build((name.to_string(), value.to_string()))
             .path(path.to_string())
             .http_only(true)
@@ -247,7 +254,10 @@ mod tests {
             .collect();
         let mut h = HeaderMap::new();
         if !pairs.is_empty() {
-            h.insert("cookie", HeaderValue::from_str(&pairs.join("; ")).expect("v"));
+            h.insert(
+                "cookie",
+                HeaderValue::from_str(&pairs.join("; ")).expect("v"),
+            );
         }
         CheckInput::new(Method::GET, "app", "/", h, "r".into())
     }
@@ -290,20 +300,31 @@ mod tests {
             } else {
                 assert_eq!(lines.len(), 1);
             }
-            assert!(lines.iter().all(|l| l.contains("HttpOnly") && l.contains("Secure")));
+            assert!(lines
+                .iter()
+                .all(|l| l.contains("HttpOnly") && l.contains("Secure")));
             let loaded = store.load(&request_with(&lines), NOW + 1).expect("loads");
             assert_eq!(loaded, s);
-            assert!(store.load(&request_with(&lines), NOW + 3600).is_none(), "expired");
+            assert!(
+                store.load(&request_with(&lines), NOW + 3600).is_none(),
+                "expired"
+            );
         }
     }
 
     #[test]
     fn shrinking_a_session_expires_leftover_chunks() {
         let store = SessionCookies::new(&cfg(5), "/oauth2");
-        let big = store.save(&session(6000), &request_with(&[])).expect("save");
+        let big = store
+            .save(&session(6000), &request_with(&[]))
+            .expect("save");
         let small = store.save(&session(10), &request_with(&big)).expect("save");
-        assert!(small.iter().any(|l| l.starts_with("_p=") && !l.starts_with("_p=;")));
-        assert!(small.iter().any(|l| l.starts_with("_p_0=;") || l.starts_with("_p_0=")));
+        assert!(small
+            .iter()
+            .any(|l| l.starts_with("_p=") && !l.starts_with("_p=;")));
+        assert!(small
+            .iter()
+            .any(|l| l.starts_with("_p_0=;") || l.starts_with("_p_0=")));
         let expired: Vec<_> = small.iter().filter(|l| l.contains("Max-Age=0")).collect();
         assert_eq!(expired.len(), big.len(), "{small:?}");
     }
@@ -311,7 +332,9 @@ mod tests {
     #[test]
     fn clear_expires_base_and_present_chunks() {
         let store = SessionCookies::new(&cfg(5), "/oauth2");
-        let big = store.save(&session(6000), &request_with(&[])).expect("save");
+        let big = store
+            .save(&session(6000), &request_with(&[]))
+            .expect("save");
         let cleared = store.clear(&request_with(&big));
         assert_eq!(cleared.len(), big.len() + 1);
         assert!(cleared.iter().all(|l| l.contains("Max-Age=0")));

@@ -36,10 +36,19 @@ fn check_config_accepts_a_valid_file() {
 #[test]
 fn check_config_names_the_bad_key_and_exits_64() {
     let cases = [
-        (valid_toml().replace(SECRET, "dG9vc2hvcnQ="), "cookie.secret"),
-        (valid_toml().replace("https://idp.example.com", "nope"), "oidc.issuer_url"),
+        (
+            valid_toml().replace(SECRET, "dG9vc2hvcnQ="),
+            "cookie.secret",
+        ),
+        (
+            valid_toml().replace("https://idp.example.com", "nope"),
+            "oidc.issuer_url",
+        ),
         (format!("{}\n[server]\nbogus = 1\n", valid_toml()), "bogus"),
-        (format!("{}\n[server]\nhttp_address = \"x\"\n", valid_toml()), "server.http_address"),
+        (
+            format!("{}\n[server]\nhttp_address = \"x\"\n", valid_toml()),
+            "server.http_address",
+        ),
         ("not = [valid toml".to_string(), "config"),
     ];
     for (i, (body, key)) in cases.iter().enumerate() {
@@ -55,7 +64,10 @@ fn check_config_names_the_bad_key_and_exits_64() {
 
 #[test]
 fn serve_with_invalid_config_exits_64_before_binding() {
-    let p = config_file("serve-bad.toml", &valid_toml().replace("client_id = \"app\"", ""));
+    let p = config_file(
+        "serve-bad.toml",
+        &valid_toml().replace("client_id = \"app\"", ""),
+    );
     let out = portcullis(&["serve", "--config", p.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("oidc.client_id"));

@@ -12,7 +12,9 @@ use support::{Browser, TestApp};
 async fn full_login_then_allow_with_identity_headers() {
     let t = TestApp::start(&[]).await;
     let mut b = Browser::new();
-    let cb = b.login(&t.url("/app/page?x=1&y=%20"), "alice", "admins,devs").await;
+    let cb = b
+        .login(&t.url("/app/page?x=1&y=%20"), "alice", "admins,devs")
+        .await;
     assert_eq!(cb.status, 302, "{}", cb.body);
     assert_eq!(cb.header("location"), Some("/app/page?x=1&y=%20"));
     assert!(b.jar.contains_key("_portcullis"), "session cookie set");
@@ -25,8 +27,14 @@ async fn full_login_then_allow_with_identity_headers() {
     let allowed = b.get(&t.url("/app/page?x=1&y=%20")).await;
     assert_eq!(allowed.status, 200);
     assert_eq!(allowed.header("x-auth-request-user"), Some("alice"));
-    assert_eq!(allowed.header("x-auth-request-email"), Some("alice@example.com"));
-    assert_eq!(allowed.header("x-auth-request-preferred-username"), Some("alice"));
+    assert_eq!(
+        allowed.header("x-auth-request-email"),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        allowed.header("x-auth-request-preferred-username"),
+        Some("alice")
+    );
     assert_eq!(allowed.header("x-auth-request-groups"), Some("admins,devs"));
     assert_eq!(allowed.header("authorization"), None);
 
@@ -49,10 +57,16 @@ async fn optional_headers_access_token_and_authorization() {
     assert_eq!(b.login(&t.url("/"), "bob", "").await.status, 302);
     let a = b.get(&t.url("/")).await;
     assert_eq!(a.status, 200);
-    assert!(a.header("x-auth-request-access-token").is_some_and(|v| !v.is_empty()));
+    assert!(a
+        .header("x-auth-request-access-token")
+        .is_some_and(|v| !v.is_empty()));
     let authz = a.header("authorization").unwrap();
     assert!(authz.starts_with("Bearer ey"), "{authz}");
-    assert_eq!(a.header("x-auth-request-groups"), Some(""), "present even when empty");
+    assert_eq!(
+        a.header("x-auth-request-groups"),
+        Some(""),
+        "present even when empty"
+    );
     assert_eq!(a.header("x-envoy-auth-headers-to-remove"), None);
     t.stop().await;
 }
@@ -79,7 +93,10 @@ async fn no_session_browser_redirects_api_gets_401_json() {
     for headers in [
         vec![("accept", "application/json")],
         vec![],
-        vec![("accept", "text/html"), ("x-requested-with", "XMLHttpRequest")],
+        vec![
+            ("accept", "text/html"),
+            ("x-requested-with", "XMLHttpRequest"),
+        ],
         vec![("accept", "text/html"), ("sec-fetch-mode", "cors")],
     ] {
         let r = Browser::new()
@@ -134,7 +151,11 @@ async fn key_rotation_keeps_sessions() {
     old.stop().await;
 
     let rotated = TestApp::start(&[&format!("cookie.previous_secrets={old_key}")]).await;
-    assert_eq!(b.get(&rotated.url("/")).await.status, 200, "old key still opens");
+    assert_eq!(
+        b.get(&rotated.url("/")).await.status,
+        200,
+        "old key still opens"
+    );
     rotated.stop().await;
 }
 
@@ -161,10 +182,16 @@ async fn groups_and_email_domains_are_enforced() {
     let cb = b.login(&t.url("/"), "eve", "devs").await;
     assert_eq!(cb.status, 403);
     assert!(cb.body.contains("Access denied"));
-    assert!(!b.jar.contains_key("_portcullis"), "no session for a refused user");
+    assert!(
+        !b.jar.contains_key("_portcullis"),
+        "no session for a refused user"
+    );
 
     let mut ok = Browser::new();
-    assert_eq!(ok.login(&t.url("/"), "ann", "devs,admins").await.status, 302);
+    assert_eq!(
+        ok.login(&t.url("/"), "ann", "devs,admins").await.status,
+        302
+    );
     assert_eq!(ok.get(&t.url("/")).await.status, 200);
     t.stop().await;
 
@@ -189,7 +216,10 @@ async fn a_session_refused_later_is_denied_and_cleared() {
     .await;
     let r = b.get(&strict.url("/")).await;
     assert_eq!(r.status, 403);
-    assert!(r.set_cookies().iter().any(|c| c.starts_with("_portcullis=;")));
+    assert!(r
+        .set_cookies()
+        .iter()
+        .any(|c| c.starts_with("_portcullis=;")));
     strict.stop().await;
 }
 
@@ -253,7 +283,11 @@ async fn parallel_logins_work_and_pending_cookies_are_capped() {
     let pending = b.jar.keys().filter(|k| k.contains("_csrf_")).count();
     assert_eq!(pending, 3, "{:?}", b.jar.keys());
     // The newest tab (4) and another kept one (2) both complete; the oldest (0) is gone.
-    for (i, status, location) in [(4, 302, Some("/tab/4")), (2, 302, Some("/tab/2")), (0, 403, None)] {
+    for (i, status, location) in [
+        (4, 302, Some("/tab/4")),
+        (2, 302, Some("/tab/2")),
+        (0, 403, None),
+    ] {
         let idp = b
             .client
             .get(format!("{}&login_hint=alice", authorizes[i]))
@@ -278,17 +312,25 @@ async fn sign_out_clears_and_uses_rp_initiated_logout() {
     let r = b.get(&t.url("/oauth2/sign_out?rd=/bye")).await;
     assert_eq!(r.status, 302);
     let loc = r.header("location").unwrap();
-    assert!(loc.starts_with(&format!("{}/logout?", t.idp.issuer)), "{loc}");
+    assert!(
+        loc.starts_with(&format!("{}/logout?", t.idp.issuer)),
+        "{loc}"
+    );
     assert!(loc.contains("id_token_hint=ey"));
-    let expected = format!("post_logout_redirect_uri=http%3A%2F%2F{}%2Fbye", t.http).replace(':', "%3A");
+    let expected =
+        format!("post_logout_redirect_uri=http%3A%2F%2F{}%2Fbye", t.http).replace(':', "%3A");
     assert!(loc.contains(&expected), "{loc} lacks {expected}");
     assert!(!b.jar.contains_key("_portcullis"));
     assert_eq!(b.get(&t.url("/")).await.status, 302, "signed out");
 
     // Without a session: straight to the validated rd; a foreign rd falls back to /.
-    let r = Browser::new().get(&t.url("/oauth2/sign_out?rd=https://evil.com/")).await;
+    let r = Browser::new()
+        .get(&t.url("/oauth2/sign_out?rd=https://evil.com/"))
+        .await;
     assert_eq!(r.header("location"), Some("/"));
-    let r = Browser::new().get(&t.url("/oauth2/sign_out?rd=//evil.com")).await;
+    let r = Browser::new()
+        .get(&t.url("/oauth2/sign_out?rd=//evil.com"))
+        .await;
     assert_eq!(r.header("location"), Some("/"));
     t.stop().await;
 }
@@ -298,12 +340,29 @@ async fn start_and_sign_in_routes() {
     let t = TestApp::start(&[]).await;
     let mut b = Browser::new();
     let page = b.get(&t.url("/oauth2/sign_in?rd=/dash")).await;
-    assert_eq!(page.status, 401, "never 200: through a gateway that would be an allow");
-    assert!(page.body.contains("start?rd=%2Fdash") || page.body.contains("start?rd=&#x2f;dash") || page.body.contains("%2Fdash"), "{}", page.body);
+    assert_eq!(
+        page.status, 401,
+        "never 200: through a gateway that would be an allow"
+    );
+    assert!(
+        page.body.contains("start?rd=%2Fdash")
+            || page.body.contains("start?rd=&#x2f;dash")
+            || page.body.contains("%2Fdash"),
+        "{}",
+        page.body
+    );
 
-    let r = b.login(&t.url("/oauth2/start?rd=/dash%3Fa%3D1"), "alice", "").await;
+    let r = b
+        .login(&t.url("/oauth2/start?rd=/dash%3Fa%3D1"), "alice", "")
+        .await;
     assert_eq!(r.header("location"), Some("/dash?a=1"));
-    let r = Browser::new().login(&t.url("/oauth2/start?rd=https://evil.example/"), "alice", "").await;
+    let r = Browser::new()
+        .login(
+            &t.url("/oauth2/start?rd=https://evil.example/"),
+            "alice",
+            "",
+        )
+        .await;
     assert_eq!(r.header("location"), Some("/"), "foreign rd refused");
     let unknown = Browser::new().get(&t.url("/oauth2/nothing")).await;
     assert_eq!(unknown.status, 404);
@@ -318,9 +377,17 @@ async fn health_paths_on_the_check_listener_are_ordinary_checks() {
         assert_eq!(r.status, 302, "{path} is a check, not a 200");
     }
     let admin = reqwest::Client::new();
-    let h = admin.get(format!("http://{}/healthz", t.admin)).send().await.unwrap();
+    let h = admin
+        .get(format!("http://{}/healthz", t.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(h.status(), 200);
-    let r = admin.get(format!("http://{}/readyz", t.admin)).send().await.unwrap();
+    let r = admin
+        .get(format!("http://{}/readyz", t.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     t.stop().await;
 }
@@ -345,11 +412,17 @@ async fn idp_down_means_503_and_not_ready() {
     assert_eq!(r.status, 503, "never 200, never a silent deny");
     assert!(r.body.contains("temporarily unavailable"));
     let api = Browser::new()
-        .send(reqwest::Method::GET, &t.url("/x"), &[("accept", "application/json")])
+        .send(
+            reqwest::Method::GET,
+            &t.url("/x"),
+            &[("accept", "application/json")],
+        )
         .await;
     // API callers without a session need no IdP: 401 still.
     assert_eq!(api.status, 401);
-    let ready = reqwest::get(format!("http://{}/readyz", t.admin)).await.unwrap();
+    let ready = reqwest::get(format!("http://{}/readyz", t.admin))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
     t.stop().await;
 }
@@ -375,12 +448,18 @@ async fn head_and_odd_methods_decide_like_get() {
     let t = TestApp::start(&[]).await;
     let mut b = Browser::new();
     b.login(&t.url("/"), "alice", "").await;
-    for m in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PURGE"] {
+    for m in [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PURGE",
+    ] {
         let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
-        let r = b.send(method.clone(), &t.url("/x"), &[("accept", "text/html")]).await;
+        let r = b
+            .send(method.clone(), &t.url("/x"), &[("accept", "text/html")])
+            .await;
         assert_eq!(r.status, 200, "{m} with a session");
         assert_eq!(r.header("x-auth-request-user"), Some("alice"), "{m}");
-        let r = Browser::new().send(method, &t.url("/x"), &[("accept", "text/html")]).await;
+        let r = Browser::new()
+            .send(method, &t.url("/x"), &[("accept", "text/html")])
+            .await;
         assert_eq!(r.status, 302, "{m} without a session");
         assert!(r.header("content-length").is_some());
         if m == "HEAD" {

@@ -195,7 +195,11 @@ impl Browser {
     /// `dev_groups`); returns the callback's answer.
     pub async fn login(&mut self, url: &str, name: &str, groups: &str) -> Answer {
         let start = self.get(url).await;
-        assert_eq!(start.status, 302, "login starts with a redirect: {}", start.body);
+        assert_eq!(
+            start.status, 302,
+            "login starts with a redirect: {}",
+            start.body
+        );
         let authorize = start.header("location").expect("location").to_string();
         let idp = self
             .client
