@@ -31,11 +31,11 @@ impl Clock {
         }
     }
 
-    /// Current time in Unix milliseconds (a fixed clock has whole seconds).
-    pub fn now_ms(&self) -> i64 {
+    /// Current time in Unix microseconds (a fixed clock has whole seconds).
+    pub fn now_us(&self) -> i64 {
         match &self.fixed {
-            Some(t) => t.load(Ordering::Relaxed) * 1000,
-            None => chrono::Utc::now().timestamp_millis(),
+            Some(t) => t.load(Ordering::Relaxed) * 1_000_000,
+            None => chrono::Utc::now().timestamp_micros(),
         }
     }
 

@@ -47,7 +47,7 @@ pub fn start(app: &App, input: &CheckInput, return_to: &ReturnTo) -> Result<Repl
         return_to: return_to.as_str().to_string(),
         redirect_url: redirect_url.to_string(),
         created_at: now,
-        created_ms: app.clock.now_ms(),
+        created_us: app.clock.now_us(),
     };
     let cookies = app.sessions.save_pending(&pending, input, now)?;
     tracing::debug!(request_id = %input.request_id, "login started");

@@ -62,9 +62,9 @@ pub struct PendingLogin {
     /// The redirect_uri sent to the IdP; the token request must repeat it exactly.
     pub redirect_url: String,
     pub created_at: i64,
-    /// Creation time in milliseconds: orders logins started within the same second, so the
+    /// Creation time in microseconds: orders logins started within the same second, so the
     /// cap on pending logins drops the oldest.
-    pub created_ms: i64,
+    pub created_us: i64,
 }
 
 impl fmt::Debug for PendingLogin {

@@ -114,21 +114,23 @@ impl SessionCookies {
             self.pending_same_site(),
             self.csrf_expire_secs,
         )];
-        let mut live: Vec<(i64, String)> = Vec::new();
-        for (n, v) in &input.cookies {
+        // (created, position in the request, name): browsers list older cookies first, which
+        // breaks ties between logins started in the same microsecond.
+        let mut live: Vec<(i64, usize, String)> = Vec::new();
+        for (i, (n, v)) in input.cookies.iter().enumerate() {
             if !n.starts_with(&self.pending_prefix()) || *n == name {
                 continue;
             }
             match self.codec.open::<PendingLogin>(n, v) {
                 Some(p) if now - p.created_at < self.csrf_expire_secs => {
-                    live.push((p.created_ms, n.clone()))
+                    live.push((p.created_us, i, n.clone()))
                 }
                 _ => out.push(self.expired(n, &self.csrf_path)),
             }
         }
         // Newest first; keep max_pending - 1 besides the new one.
-        live.sort_by_key(|entry| std::cmp::Reverse(entry.0));
-        for (_, n) in live.into_iter().skip(self.max_pending.saturating_sub(1)) {
+        live.sort_by_key(|(created, pos, _)| std::cmp::Reverse((*created, *pos)));
+        for (_, _, n) in live.into_iter().skip(self.max_pending.saturating_sub(1)) {
             out.push(self.expired(&n, &self.csrf_path));
         }
         Ok(out)
@@ -284,7 +286,7 @@ mod tests {
             return_to: "/x".into(),
             redirect_url: "https://app/oauth2/callback".into(),
             created_at,
-            created_ms: created_at * 1000,
+            created_us: created_at * 1_000_000,
         }
     }
 
