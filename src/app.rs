@@ -219,11 +219,14 @@ impl Listeners {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|v| *v).await;
         };
-        let http = axum::serve(self.http, crate::http::check_router(app.clone()))
-            .with_graceful_shutdown(wait(rx.clone()));
+        let http = crate::http::serve::serve(
+            self.http,
+            crate::http::check_router(app.clone()),
+            wait(rx.clone()),
+        );
         let admin = axum::serve(self.admin, crate::http::admin::router(app))
             .with_graceful_shutdown(wait(rx));
-        let (a, b) = tokio::join!(http.into_future(), admin.into_future());
+        let (a, b) = tokio::join!(http, admin.into_future());
         a.context("check listener")?;
         b.context("admin listener")?;
         tracing::info!("portcullis stopped");

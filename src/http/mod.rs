@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod ext_authz;
+pub mod serve;
 
 use std::sync::Arc;
 

@@ -91,3 +91,117 @@ fn version_and_help() {
         assert!(help.contains(word), "{help}");
     }
 }
+
+#[test]
+fn environment_variables_configure_and_are_validated() {
+    let base = [
+        ("PORTCULLIS_OIDC__ISSUER_URL", "https://idp.example.com"),
+        ("PORTCULLIS_OIDC__CLIENT_ID", "app"),
+        ("PORTCULLIS_COOKIE__SECRET", SECRET),
+    ];
+    let run = |extra: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        c.arg("check-config").env_remove("PORTCULLIS_CONFIG");
+        for (k, v) in base.iter().chain(extra) {
+            c.env(k, v);
+        }
+        c.output().expect("runs")
+    };
+    // oauth2-proxy's name for the client secret is accepted.
+    let ok = run(&[("OAUTH2_PROXY_CLIENT_SECRET", "s")]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let missing = run(&[]);
+    assert_eq!(missing.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("oidc.client_secret"));
+    let bad = run(&[
+        ("PORTCULLIS_OIDC__CLIENT_SECRET", "s"),
+        ("PORTCULLIS_SERVER__HTTP_ADDRESS", "nowhere"),
+    ]);
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("server.http_address"));
+    let unknown = run(&[
+        ("PORTCULLIS_OIDC__CLIENT_SECRET", "s"),
+        ("PORTCULLIS_OIDC__CLIENT_SECERT", "typo"),
+    ]);
+    assert_eq!(unknown.status.code(), Some(64), "unknown keys are errors");
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test]
+async fn dev_mode_walks_the_whole_login_to_a_signed_in_page() {
+    let (port, idp_port, admin_port) = (free_port(), free_port(), free_port());
+    let _child = Child(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "dev",
+                "--port",
+                &port.to_string(),
+                "--idp-port",
+                &idp_port.to_string(),
+                "--admin-port",
+                &admin_port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn dev"),
+    );
+    let ready = format!("http://127.0.0.1:{admin_port}/readyz");
+    let mut up = false;
+    for _ in 0..100 {
+        if reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "dev mode became ready");
+    let mut b = crate::support::Browser::new();
+    let home = format!("http://127.0.0.1:{port}/");
+    // The issuer's form, then the form's POST, as a person would.
+    let start = b.get(&home).await;
+    assert_eq!(start.status, 302);
+    let authorize = start.header("location").expect("location").to_string();
+    assert!(authorize.starts_with(&format!("http://127.0.0.1:{idp_port}/authorize?")));
+    let form = b.client.get(&authorize).send().await.expect("form");
+    let html = form.text().await.expect("html");
+    assert!(html.contains("name=\"username\""), "{html}");
+    let query: Vec<(String, String)> = url::Url::parse(&authorize)
+        .expect("url")
+        .query_pairs()
+        .into_owned()
+        .chain([("username".to_string(), "alice".to_string())])
+        .collect();
+    let posted = b
+        .client
+        .post(format!("http://127.0.0.1:{idp_port}/authorize"))
+        .form(&query)
+        .send()
+        .await
+        .expect("post");
+    let callback = posted.headers()["location"]
+        .to_str()
+        .expect("loc")
+        .to_string();
+    let cb = b.get(&callback).await;
+    assert_eq!(cb.status, 302);
+    let page = b.get(&home).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("alice"), "{}", page.body);
+    assert!(page.body.contains("Signed in as"), "{}", page.body);
+}

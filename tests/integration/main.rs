@@ -519,3 +519,40 @@ async fn custom_templates_are_used() {
     t.stop().await;
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn large_header_sections_are_accepted() {
+    // Envoy's limits: 60 KiB and 100 fields; hyper's default of 100 fields would answer 431.
+    let t = TestApp::start(&[]).await;
+    let mut req = reqwest::Client::new()
+        .get(t.url("/big"))
+        .header("accept", "application/json");
+    for i in 0..110 {
+        req = req.header(format!("x-filler-{i}"), "v".repeat(500));
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 401, "decided normally, not 431");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn idp_failing_during_the_callback_is_a_502_page() {
+    let mut t = TestApp::start(&[]).await;
+    let mut b = Browser::new();
+    let start = b.get(&t.url("/x")).await;
+    let authorize = start.header("location").unwrap().to_string();
+    let idp = b
+        .client
+        .get(format!("{authorize}&login_hint=alice"))
+        .send()
+        .await
+        .unwrap();
+    let callback = idp.headers()["location"].to_str().unwrap().to_string();
+    t.idp.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let r = b.get(&callback).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains("Request ID"));
+    assert!(!b.jar.contains_key("_portcullis"));
+    t.stop().await;
+}
