@@ -16,6 +16,7 @@ use crate::authz::policy::Policy;
 use crate::clock::Clock;
 use crate::config::{Config, Sources};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::oidc::Oidc;
 use crate::pages::{ErrorPage, Pages};
 use crate::redirect::{self, ReturnTo};
@@ -29,6 +30,7 @@ pub struct App {
     pub oidc: Arc<Oidc>,
     pub pages: Pages,
     pub policy: Policy,
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -36,12 +38,14 @@ impl App {
     pub fn new(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let pages =
             Pages::load(config.pages.templates_dir.as_deref()).context("pages.templates_dir")?;
-        let oidc = Arc::new(Oidc::new(config.oidc.clone())?);
+        let metrics = Arc::new(Metrics::new());
+        let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
         Ok(Self {
             sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
             policy: Policy::new(&config.authz),
             oidc,
             pages,
+            metrics,
             clock,
             config,
         })

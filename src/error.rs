@@ -29,6 +29,15 @@ impl Error {
         }
     }
 
+    /// A short machine-readable name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::ProviderNotReady(_) => "provider_not_ready",
+            Error::Idp(_) => "idp",
+            Error::Internal(_) => "internal",
+        }
+    }
+
     /// A title for the error page; says nothing secret.
     pub fn title(&self) -> &'static str {
         match self {

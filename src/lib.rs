@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod login;
+pub mod metrics;
 pub mod oidc;
 pub mod pages;
 pub mod redirect;

@@ -27,6 +27,20 @@ pub enum Route {
     Unknown,
 }
 
+impl Route {
+    /// A metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Start => "start",
+            Route::Callback => "callback",
+            Route::SignIn => "sign_in",
+            Route::SignOut => "sign_out",
+            Route::UserInfo => "userinfo",
+            Route::Unknown => "unknown",
+        }
+    }
+}
+
 /// Which of our routes `path` names, if it is under `prefix` at all.
 pub fn route(prefix: &str, path: &str) -> Option<Route> {
     let rest = path.strip_prefix(prefix)?;

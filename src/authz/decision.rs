@@ -76,6 +76,8 @@ pub struct Allow {
 #[derive(Debug, Clone)]
 pub struct Reply {
     status: StatusCode,
+    /// Why this is a denial, for metrics and logs (`None` for logins and pages).
+    pub reason: Option<&'static str>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub set_cookies: Vec<String>,
     pub body: Body,
@@ -120,6 +122,7 @@ impl Reply {
         };
         Self {
             status,
+            reason: None,
             headers: vec![(
                 http::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),

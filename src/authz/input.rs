@@ -24,6 +24,8 @@ pub struct CheckInput {
     pub path_prefix_ok: bool,
     /// Request id for logs and error pages.
     pub request_id: String,
+    /// Which adapter built this input (`http`, `grpc`, `forward`): a metrics label.
+    pub adapter: &'static str,
 }
 
 impl CheckInput {
@@ -50,6 +52,7 @@ impl CheckInput {
             cookies,
             path_prefix_ok: true,
             request_id,
+            adapter: "http",
         }
     }
 

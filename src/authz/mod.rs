@@ -14,8 +14,53 @@ use crate::pages::SignedIn;
 use decision::{Allow, Body, Decision, Outcome};
 use input::CheckInput;
 
-/// Answer one check. `Err` only for infrastructure failures (rendered as 5xx).
+/// Answer one check. `Err` only for infrastructure failures (rendered as 5xx). Every adapter
+/// calls this, so metrics and the per-check log line are the same for all of them.
 pub async fn check(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
+    let started = std::time::Instant::now();
+    let result = answer(app, input).await;
+    let (outcome, reason) = classify(app, input, &result);
+    let took = started.elapsed();
+    app.metrics.decision(input.adapter, outcome, reason, took);
+    tracing::debug!(
+        request_id = %input.request_id,
+        adapter = input.adapter,
+        method = %input.method,
+        host = %input.host,
+        path = %input.path,
+        outcome,
+        reason,
+        duration_us = took.as_micros() as u64,
+        "check"
+    );
+    result
+}
+
+/// Bounded labels for an answer: (outcome, reason).
+fn classify(
+    app: &App,
+    input: &CheckInput,
+    result: &Result<Outcome, Error>,
+) -> (&'static str, &'static str) {
+    if input.path_prefix_ok {
+        if let Some(route) = login::route(&app.config.server.proxy_prefix, &input.path) {
+            return ("route", route.as_str());
+        }
+    }
+    match result {
+        Err(e) => ("error", e.kind()),
+        Ok(Outcome::Allow(_)) => ("allow", "session"),
+        Ok(Outcome::Reply(r)) => match (r.reason, r.status().as_u16()) {
+            (Some(reason), _) => ("deny", reason),
+            (None, 302) => ("login", "redirect"),
+            (None, 401) => ("login", "api"),
+            (None, s) if s >= 500 => ("error", "reply"),
+            (None, _) => ("deny", "other"),
+        },
+    }
+}
+
+async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     if input.path_prefix_ok {
         if let Some(route) = login::route(&app.config.server.proxy_prefix, &input.path) {
             return login::handle(app, route, input).await;
@@ -58,7 +103,9 @@ pub async fn check(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             } else {
                 tracing::info!(request_id = %input.request_id, reason = reason.as_str(), "denied");
             }
-            let reply = app.error_page(reason.status(), "Access denied", reason.message(), input);
+            let mut reply =
+                app.error_page(reason.status(), "Access denied", reason.message(), input);
+            reply.reason = Some(reason.as_str());
             // A session the policy refuses is dropped, so signing in as someone else works.
             let clear = if reason == decision::DenyReason::PathPrefixMissing {
                 Vec::new()

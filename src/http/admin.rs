@@ -13,7 +13,18 @@ pub fn router(app: Arc<App>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(app)
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {

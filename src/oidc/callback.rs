@@ -19,6 +19,17 @@ use crate::session::{random_id, PendingLogin, Session};
 
 /// Handle `<prefix>/callback`. Caller's faults are 403 pages; IdP failures are `Err` (502).
 pub async fn callback(app: &App, input: &CheckInput) -> Result<Reply, Error> {
+    let result = finish(app, input).await;
+    app.metrics.login(match &result {
+        Ok(r) if r.status() == StatusCode::FOUND => "succeeded",
+        Ok(r) if r.reason.is_some() => "refused",
+        Ok(_) => "failed",
+        Err(_) => "error",
+    });
+    result
+}
+
+async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
     let now = app.clock.now();
     let state = input.query_param("state").unwrap_or_default();
     let clear_pending: Vec<String> = app
@@ -116,9 +127,11 @@ pub async fn callback(app: &App, input: &CheckInput) -> Result<Reply, Error> {
     let groups = claims_view.list(&cfg.groups_claim);
     if let Err(reason) = app.policy.authorize(&email, &groups) {
         tracing::info!(request_id = %input.request_id, reason = reason.as_str(), "signed-in user refused by policy");
-        return Ok(app
+        let mut reply = app
             .error_page(reason.status(), "Access denied", reason.message(), input)
-            .with_cookies(clear_pending.clone()));
+            .with_cookies(clear_pending.clone());
+        reply.reason = Some(reason.as_str());
+        return Ok(reply);
     }
     let session = Session {
         id: random_id(),
@@ -162,13 +175,18 @@ async fn exchange(
         .map_err(|e| Exchange::Failed(Error::Idp(format!("no token endpoint: {e}"))))?
         .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
         .set_redirect_uri(Cow::Owned(redirect));
-    request
-        .request_async(&app.oidc.http)
-        .await
-        .map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => Exchange::Rejected(r.error().to_string()),
-            other => Exchange::Failed(Error::Idp(format!("token request: {}", chain(&other)))),
-        })
+    let started = std::time::Instant::now();
+    let result = request.request_async(&app.oidc.http).await;
+    let status = match &result {
+        Ok(_) => "ok",
+        Err(RequestTokenError::ServerResponse(_)) => "rejected",
+        Err(_) => "error",
+    };
+    app.metrics.idp("token", status, started.elapsed());
+    result.map_err(|e| match e {
+        RequestTokenError::ServerResponse(r) => Exchange::Rejected(r.error().to_string()),
+        other => Exchange::Failed(Error::Idp(format!("token request: {}", chain(&other)))),
+    })
 }
 
 /// Verify the ID token against the provider's keys; on a signature failure the keys are
@@ -217,9 +235,14 @@ async fn fetch_userinfo(
         // No userinfo endpoint: the ID token is all there is.
         return Ok(None);
     };
-    request
-        .request_async(&app.oidc.http)
-        .await
+    let started = std::time::Instant::now();
+    let result = request.request_async(&app.oidc.http).await;
+    app.metrics.idp(
+        "userinfo",
+        if result.is_ok() { "ok" } else { "error" },
+        started.elapsed(),
+    );
+    result
         .map(Some)
         .map_err(|e| Error::Idp(format!("userinfo request: {}", chain(&e))))
 }

@@ -28,6 +28,7 @@ use url::Url;
 
 use crate::config::OidcConfig;
 use crate::error::Error;
+use crate::metrics::Metrics;
 
 /// Claims beyond the standard ones (groups, custom user claims), kept as JSON values.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -105,6 +106,7 @@ pub struct Provider {
 pub struct Oidc {
     pub cfg: OidcConfig,
     pub http: openidconnect::reqwest::Client,
+    pub metrics: Arc<Metrics>,
     provider: RwLock<Option<Arc<Provider>>>,
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -113,7 +115,7 @@ pub struct Oidc {
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 impl Oidc {
-    pub fn new(cfg: OidcConfig) -> Result<Self, Error> {
+    pub fn new(cfg: OidcConfig, metrics: Arc<Metrics>) -> Result<Self, Error> {
         let http = openidconnect::reqwest::Client::builder()
             // Following redirects from the IdP's endpoints would open an SSRF path.
             .redirect(openidconnect::reqwest::redirect::Policy::none())
@@ -123,6 +125,7 @@ impl Oidc {
         Ok(Self {
             cfg,
             http,
+            metrics,
             provider: RwLock::new(None),
             last_refresh: tokio::sync::Mutex::new(None),
         })
@@ -145,8 +148,14 @@ impl Oidc {
     pub async fn discover(&self) -> Result<(), Error> {
         let issuer = IssuerUrl::new(self.cfg.issuer_url.clone())
             .map_err(|e| Error::ProviderNotReady(format!("issuer url: {e}")))?;
-        let metadata = ProviderMetadata::discover_async(issuer, &self.http)
-            .await
+        let started = Instant::now();
+        let discovered = ProviderMetadata::discover_async(issuer, &self.http).await;
+        self.metrics.idp(
+            "discovery",
+            if discovered.is_ok() { "ok" } else { "error" },
+            started.elapsed(),
+        );
+        let metadata = discovered
             .map_err(|e| Error::ProviderNotReady(format!("discovery failed: {}", chain(&e))))?;
         let end_session_endpoint = metadata.additional_metadata().end_session_endpoint.clone();
         let client = Client::from_provider_metadata(

@@ -50,6 +50,7 @@ pub fn start(app: &App, input: &CheckInput, return_to: &ReturnTo) -> Result<Repl
         created_us: app.clock.now_us(),
     };
     let cookies = app.sessions.save_pending(&pending, input, now)?;
+    app.metrics.login("started");
     tracing::debug!(request_id = %input.request_id, "login started");
     Ok(Reply::redirect(url.as_str(), cookies))
 }

@@ -556,3 +556,64 @@ async fn idp_failing_during_the_callback_is_a_502_page() {
     assert!(!b.jar.contains_key("_portcullis"));
     t.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_decisions_logins_and_idp_calls() {
+    let t = TestApp::start(&["authz.allowed_groups=admins"]).await;
+    let mut b = Browser::new();
+    b.login(&t.url("/"), "ann", "admins").await;
+    b.get(&t.url("/")).await;
+    Browser::new().login(&t.url("/"), "eve", "devs").await;
+    Browser::new()
+        .send(
+            reqwest::Method::GET,
+            &t.url("/api"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    let r = reqwest::get(format!("http://{}/metrics", t.admin))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = r.text().await.unwrap();
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{needle} missing in:\n{text}"))
+    };
+    assert_eq!(
+        value("portcullis_decisions_total{adapter=\"http\",outcome=\"allow\",reason=\"session\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("portcullis_decisions_total{adapter=\"http\",outcome=\"login\",reason=\"redirect\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("portcullis_decisions_total{adapter=\"http\",outcome=\"login\",reason=\"api\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("portcullis_decisions_total{adapter=\"http\",outcome=\"route\",reason=\"callback\"}"),
+        2.0
+    );
+    assert_eq!(value("portcullis_logins_total{result=\"started\"}"), 2.0);
+    assert_eq!(value("portcullis_logins_total{result=\"succeeded\"}"), 1.0);
+    assert_eq!(value("portcullis_logins_total{result=\"refused\"}"), 1.0);
+    assert_eq!(
+        value("portcullis_idp_requests_total{endpoint=\"token\",status=\"ok\"}"),
+        2.0
+    );
+    assert!(value("portcullis_check_duration_seconds_count{adapter=\"http\"}") >= 6.0);
+    assert!(
+        !text.contains("alice") && !text.contains("/api"),
+        "no users or paths in labels"
+    );
+    t.stop().await;
+}

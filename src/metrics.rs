@@ -1,0 +1,196 @@
+//! Prometheus metrics, recorded in `authz::check` (so every adapter counts alike) and around
+//! the IdP calls. Every label value comes from a fixed set: no paths, no users, no hosts.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    adapter: &'static str,
+    outcome: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdapterLabels {
+    adapter: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IdpLabels {
+    endpoint: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The process's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    check_duration: HistogramFamily<AdapterLabels>,
+    logins: Family<ResultLabels, Counter>,
+    idp_requests: Family<IdpLabels, Counter>,
+    idp_duration: HistogramFamily<EndpointLabels>,
+}
+
+/// 50 µs … ~1.6 s: checks are sub-millisecond, logins are IdP-bound.
+fn check_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
+
+/// 1 ms … ~16 s.
+fn idp_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Checks answered, by adapter, outcome (allow, login, deny, route, error) and reason",
+            decisions.clone(),
+        );
+        let check_duration: HistogramFamily<AdapterLabels> =
+            Family::new_with_constructor(check_histogram);
+        registry.register(
+            "check_duration_seconds",
+            "Time to answer a check, by adapter",
+            check_duration.clone(),
+        );
+        let logins = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Logins by result (started, succeeded, refused, failed, error)",
+            logins.clone(),
+        );
+        let idp_requests = Family::<IdpLabels, Counter>::default();
+        registry.register(
+            "idp_requests",
+            "Calls to the identity provider, by endpoint and status (ok, rejected, error)",
+            idp_requests.clone(),
+        );
+        let idp_duration: HistogramFamily<EndpointLabels> =
+            Family::new_with_constructor(idp_histogram);
+        registry.register(
+            "idp_request_duration_seconds",
+            "Time of calls to the identity provider, by endpoint",
+            idp_duration.clone(),
+        );
+        let build_info = Family::<VersionLabels, Gauge>::default();
+        build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "Build information", build_info);
+        Self {
+            registry,
+            decisions,
+            check_duration,
+            logins,
+            idp_requests,
+            idp_duration,
+        }
+    }
+
+    /// One answered check.
+    pub fn decision(
+        &self,
+        adapter: &'static str,
+        outcome: &'static str,
+        reason: &'static str,
+        took: Duration,
+    ) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                adapter,
+                outcome,
+                reason,
+            })
+            .inc();
+        self.check_duration
+            .get_or_create(&AdapterLabels { adapter })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A login step: `started`, `succeeded`, `refused` (policy), `failed` (caller's fault),
+    /// `error` (IdP or infrastructure).
+    pub fn login(&self, result: &'static str) {
+        self.logins.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// One call to the IdP: `endpoint` is discovery, token, userinfo or jwks; `status` is ok,
+    /// rejected (an OAuth error answer) or error (transport, 5xx, unreadable).
+    pub fn idp(&self, endpoint: &'static str, status: &'static str, took: Duration) {
+        self.idp_requests
+            .get_or_create(&IdpLabels { endpoint, status })
+            .inc();
+        self.idp_duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_documented_names() {
+        let m = Metrics::new();
+        m.decision("http", "allow", "session", Duration::from_micros(120));
+        m.decision("http", "allow", "session", Duration::from_micros(80));
+        m.login("started");
+        m.idp("token", "ok", Duration::from_millis(12));
+        let text = m.encode();
+        for line in [
+            "portcullis_decisions_total{adapter=\"http\",outcome=\"allow\",reason=\"session\"} 2",
+            "portcullis_logins_total{result=\"started\"} 1",
+            "portcullis_idp_requests_total{endpoint=\"token\",status=\"ok\"} 1",
+            "portcullis_check_duration_seconds_count{adapter=\"http\"} 2",
+            "portcullis_build_info{version=\"",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
