@@ -166,7 +166,8 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
 class Stack:
     """IdP + echo upstream + portcullis + Envoy, all on free loopback ports."""
 
-    def __init__(self, work_dir: Path, name: str = "stack"):
+    def __init__(self, work_dir: Path, name: str = "stack", portcullis_toml: str = ""):
+        self.portcullis_toml = portcullis_toml  # appended to portcullis's config (after [log])
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -206,7 +207,9 @@ class Stack:
             self._started.append(self.echo.start())
             self.idp = IdP(self.work_dir, [self.client_metadata()])
             self._started.append(self.idp.start())
-            self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret)
+            self.portcullis = Portcullis(
+                self.work_dir, self.idp.issuer, self.client_secret, extra_toml=self.portcullis_toml
+            )
             self._started.append(self.portcullis.start())
             self.envoy = Envoy(
                 self.work_dir,
