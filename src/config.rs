@@ -1003,6 +1003,72 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// Every key of the configuration struct, as `section.key`.
+    fn all_keys() -> Vec<String> {
+        let v = serde_json::to_value(RawConfig::default()).expect("serializes");
+        let mut keys = Vec::new();
+        for (section, fields) in v.as_object().expect("object") {
+            for key in fields.as_object().expect("section object").keys() {
+                keys.push(format!("{section}.{key}"));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn docs_list_every_key() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(root.join("docs/configuration.md")).expect("docs");
+        let example =
+            std::fs::read_to_string(root.join("config/portcullis.example.toml")).expect("example");
+        let keys = all_keys();
+        assert!(keys.len() > 30, "{keys:?}");
+        let mut missing = Vec::new();
+        for full in &keys {
+            let (section, key) = full.split_once('.').expect("dotted");
+            if !docs.contains(&format!("| `{full}` |")) {
+                missing.push(format!("docs/configuration.md lacks {full}"));
+            }
+            let env = format!(
+                "`PORTCULLIS_{}__{}`",
+                section.to_uppercase(),
+                key.to_uppercase()
+            );
+            if !docs.contains(&env) {
+                missing.push(format!("docs/configuration.md lacks {env}"));
+            }
+            let body = example
+                .split(&format!("[{section}]\n"))
+                .nth(1)
+                .map(|rest| rest.split("\n[").next().unwrap_or(rest))
+                .unwrap_or("");
+            let listed = body.lines().any(|l| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{key} = "))
+            });
+            if !listed {
+                missing.push(format!("config/portcullis.example.toml lacks {full}"));
+            }
+        }
+        // And nothing documented that the struct does not have.
+        for line in docs
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.contains("` | `PORTCULLIS_"))
+        {
+            let documented = line
+                .trim_start_matches("| `")
+                .split('`')
+                .next()
+                .unwrap_or("");
+            if !keys.iter().any(|k| k == documented) {
+                missing.push(format!(
+                    "docs/configuration.md documents unknown key {documented}"
+                ));
+            }
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
     #[test]
     fn missing_file_is_an_error() {
         let err = Config::load(&Sources {
