@@ -162,6 +162,9 @@ pub fn init_tracing(level: &str, json: bool) {
 /// `portcullis serve`: run until a shutdown signal.
 pub fn run(config: Config) -> anyhow::Result<()> {
     init_tracing(&config.log.level, config.log.json);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     runtime()?.block_on(async move {
         let app = Arc::new(App::new(config, Clock::system())?);
         let listeners = Listeners::bind(&app.config).await?;

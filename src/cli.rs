@@ -37,6 +37,10 @@ pub struct ConfigArgs {
     /// Configuration file (TOML, or YAML by extension .yaml/.yml).
     #[arg(short, long, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// An oauth2-proxy TOML configuration file; its options are mapped onto ours (underneath
+    /// --config, the environment and --set). Options without effect are warned about.
+    #[arg(long, value_name = "FILE")]
+    pub oauth2_proxy_config: Option<PathBuf>,
     /// Override one key, e.g. --set oidc.client_id=app (repeatable; wins over file and env).
     #[arg(short, long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
@@ -73,6 +77,7 @@ impl ConfigArgs {
         }
         Sources {
             file: self.config.clone(),
+            oauth2_proxy_file: self.oauth2_proxy_config.clone(),
             sets,
             use_env: true,
         }

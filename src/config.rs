@@ -64,6 +64,8 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub pages: PagesConfig,
     pub log: LogConfig,
+    /// Things worth telling the operator at start-up (ignored oauth2-proxy options, …).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,8 @@ pub struct OidcConfig {
     pub groups_claim: String,
     pub extra_auth_params: Vec<(String, String)>,
     pub http_timeout: Duration,
+    /// Accept a login whose `email_verified` claim is false.
+    pub allow_unverified_email: bool,
 }
 
 #[derive(Clone)]
@@ -202,6 +206,7 @@ pub struct RawOidc {
     pub groups_claim: String,
     pub extra_auth_params: BTreeMap<String, String>,
     pub http_timeout: String,
+    pub allow_unverified_email: bool,
 }
 
 impl Default for RawOidc {
@@ -218,6 +223,7 @@ impl Default for RawOidc {
             groups_claim: "groups".into(),
             extra_auth_params: BTreeMap::new(),
             http_timeout: "10s".into(),
+            allow_unverified_email: false,
         }
     }
 }
@@ -426,6 +432,8 @@ const OAUTH2_PROXY_ENV: &[(&str, &str)] = &[
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     pub file: Option<PathBuf>,
+    /// An oauth2-proxy TOML configuration, translated underneath `file`.
+    pub oauth2_proxy_file: Option<PathBuf>,
     /// `key=value` overrides, e.g. `server.http_address=127.0.0.1:4180`.
     pub sets: Vec<String>,
     /// Whether to read `PORTCULLIS_*` / `OAUTH2_PROXY_*` from the process environment.
@@ -435,8 +443,14 @@ pub struct Sources {
 impl Config {
     /// Load every layer and validate.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
-        let raw = Self::load_raw(sources, Figment::new())?;
-        Self::validate(raw)
+        let (base, warnings) = match &sources.oauth2_proxy_file {
+            Some(path) => oauth2_proxy_layer(path)?,
+            None => (Figment::new(), Vec::new()),
+        };
+        let raw = Self::load_raw(sources, base)?;
+        let mut config = Self::validate(raw)?;
+        config.warnings = warnings;
+        Ok(config)
     }
 
     /// Load every layer on top of `base` (used by `portcullis dev` to supply its own defaults).
@@ -514,8 +528,26 @@ impl Config {
             headers,
             pages,
             log,
+            warnings: Vec::new(),
         })
     }
+}
+
+/// A figment layer from an oauth2-proxy configuration file, and its warnings.
+fn oauth2_proxy_layer(path: &Path) -> Result<(Figment, Vec<String>), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "--oauth2-proxy-config",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let translated = crate::compat::translate(&text)
+        .map_err(|e| ConfigError::new(&format!("--oauth2-proxy-config {}", e.option), e.message))?;
+    let mut fig = Figment::new();
+    for (key, value) in translated.sets {
+        fig = fig.merge(Serialized::default(&key, value));
+    }
+    Ok((fig, translated.warnings))
 }
 
 /// One line out of figment's error, naming the key.
@@ -695,6 +727,7 @@ fn validate_oidc(raw: RawOidc) -> Result<OidcConfig, ConfigError> {
         groups_claim: raw.groups_claim.trim().to_string(),
         extra_auth_params: raw.extra_auth_params.into_iter().collect(),
         http_timeout: parse_duration("oidc.http_timeout", &raw.http_timeout)?,
+        allow_unverified_email: raw.allow_unverified_email,
     })
 }
 
@@ -845,6 +878,7 @@ mod tests {
     fn sources(sets: &[&str]) -> Sources {
         Sources {
             file: None,
+            oauth2_proxy_file: None,
             sets: sets.iter().map(|s| s.to_string()).collect(),
             use_env: false,
         }
@@ -887,6 +921,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portcullis.example.toml");
         let s = Sources {
             file: Some(path),
+            oauth2_proxy_file: None,
             sets: minimal().iter().map(|s| s.to_string()).collect(),
             use_env: false,
         };
@@ -951,6 +986,7 @@ mod tests {
         let set = format!("oidc.client_secret_file={}", f.display());
         let s = Sources {
             file: None,
+            oauth2_proxy_file: None,
             sets: vec![
                 "oidc.issuer_url=https://idp.example.com".into(),
                 "oidc.client_id=app".into(),
@@ -995,6 +1031,7 @@ mod tests {
         .expect("write");
         let c = Config::load(&Sources {
             file: Some(f),
+            oauth2_proxy_file: None,
             sets: vec![],
             use_env: false,
         })
@@ -1073,6 +1110,7 @@ mod tests {
     fn missing_file_is_an_error() {
         let err = Config::load(&Sources {
             file: Some("/nonexistent/portcullis.toml".into()),
+            oauth2_proxy_file: None,
             sets: vec![],
             use_env: false,
         })

@@ -77,6 +77,7 @@ struct Grant {
 struct DevUser {
     name: String,
     groups: Vec<String>,
+    email_verified: bool,
 }
 
 struct Idp {
@@ -189,6 +190,9 @@ struct AuthorizeParams {
     /// Development extra: comma-separated groups for the signed-in user.
     #[serde(default)]
     dev_groups: Option<String>,
+    /// Development extra: `dev_unverified=1` marks the user's email as not verified.
+    #[serde(default)]
+    dev_unverified: Option<String>,
     /// The name typed into the form.
     #[serde(default)]
     username: Option<String>,
@@ -262,7 +266,11 @@ fn authorize(idp: &Idp, p: AuthorizeParams) -> Response {
         .collect();
     let code = random_id();
     let grant = Grant {
-        user: DevUser { name, groups },
+        user: DevUser {
+            name,
+            groups,
+            email_verified: p.dev_unverified.is_none(),
+        },
         client_id: p.client_id.clone(),
         redirect_uri: p.redirect_uri.clone(),
         nonce: p.nonce.clone(),
@@ -292,6 +300,7 @@ fn login_form(p: &AuthorizeParams) -> String {
         ("code_challenge", p.code_challenge.as_deref()),
         ("code_challenge_method", p.code_challenge_method.as_deref()),
         ("dev_groups", p.dev_groups.as_deref()),
+        ("dev_unverified", p.dev_unverified.as_deref()),
     ]
     .iter()
     .filter_map(|(k, v)| {
@@ -434,7 +443,7 @@ fn sign_id_token(
                 "{}@example.com",
                 user.name
             ))))
-            .set_email_verified(Some(true))
+            .set_email_verified(Some(user.email_verified))
             .set_preferred_username(Some(EndUserUsername::new(user.name.clone()))),
         ExtraClaims(extra),
     )
@@ -460,7 +469,7 @@ async fn userinfo(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
         Some(u) => Json(json!({
             "sub": u.name,
             "email": format!("{}@example.com", u.name),
-            "email_verified": true,
+            "email_verified": u.email_verified,
             "preferred_username": u.name,
             "groups": u.groups,
         }))

@@ -7,6 +7,7 @@ pub mod app;
 pub mod authz;
 pub mod cli;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod dev_idp;
 pub mod error;

@@ -29,6 +29,9 @@ fn main() -> ExitCode {
         eprintln!("portcullis: invalid configuration: pages.templates_dir: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    for w in &config.warnings {
+        eprintln!("portcullis: warning: {w}");
+    }
     if check_only {
         println!("configuration is valid");
         return ExitCode::SUCCESS;

@@ -124,6 +124,15 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
         ));
     };
     let email = claims_view.text(&cfg.email_claim).unwrap_or_default();
+    if claims_view.email_verified() == Some(false) && !cfg.allow_unverified_email {
+        tracing::info!(request_id = %input.request_id, "login refused: email not verified");
+        let mut reply = refuse(
+            "Email address not verified",
+            "The identity provider says your email address is not verified. Verify it there, then sign in again.",
+        );
+        reply.reason = Some("email_unverified");
+        return Ok(reply);
+    }
     let groups = claims_view.list(&cfg.groups_claim);
     if let Err(reason) = app.policy.authorize(&email, &groups) {
         tracing::info!(request_id = %input.request_id, reason = reason.as_str(), "signed-in user refused by policy");

@@ -252,6 +252,23 @@ impl Claims<'_> {
         standard.or_else(|| extra_text(&t.additional_claims().0, name))
     }
 
+    /// The `email_verified` claim, userinfo first (some IdPs send it as a string).
+    pub fn email_verified(&self) -> Option<bool> {
+        let from_extra = |m: &HashMap<String, serde_json::Value>| match m.get("email_verified") {
+            Some(serde_json::Value::Bool(b)) => Some(*b),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        self.userinfo
+            .and_then(|u| {
+                u.standard_claims()
+                    .email_verified()
+                    .or_else(|| from_extra(&u.additional_claims().0))
+            })
+            .or_else(|| self.id_token.email_verified())
+            .or_else(|| from_extra(&self.id_token.additional_claims().0))
+    }
+
     /// A claim as a list (arrays of strings, or one string).
     pub fn list(&self, name: &str) -> Vec<String> {
         let from = |m: &HashMap<String, serde_json::Value>| -> Option<Vec<String>> {

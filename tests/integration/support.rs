@@ -58,6 +58,7 @@ impl TestApp {
         all.extend(sets.iter().map(|s| s.to_string()));
         let config = Config::load(&Sources {
             file: None,
+            oauth2_proxy_file: None,
             sets: all,
             use_env: false,
         })
@@ -191,6 +192,23 @@ impl Browser {
         answer
     }
 
+    /// Sign in at the issuer for an authorization URL; returns the callback URL it sends the
+    /// browser to (not yet visited).
+    pub async fn authorize(&self, authorize: &str, name: &str, groups: &str) -> String {
+        let idp = self
+            .client
+            .get(format!("{authorize}&login_hint={name}&dev_groups={groups}"))
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(idp.status().as_u16(), 303, "issuer redirects back");
+        idp.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("callback location")
+            .to_string()
+    }
+
     /// Walk the whole login from `url` as user `name` (groups via the dev issuer's
     /// `dev_groups`); returns the callback's answer.
     pub async fn login(&mut self, url: &str, name: &str, groups: &str) -> Answer {
@@ -201,19 +219,7 @@ impl Browser {
             start.body
         );
         let authorize = start.header("location").expect("location").to_string();
-        let idp = self
-            .client
-            .get(format!("{authorize}&login_hint={name}&dev_groups={groups}"))
-            .send()
-            .await
-            .expect("authorize");
-        assert_eq!(idp.status().as_u16(), 303, "issuer redirects back");
-        let callback = idp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .expect("callback location")
-            .to_string();
+        let callback = self.authorize(&authorize, name, groups).await;
         self.get(&callback).await
     }
 }
