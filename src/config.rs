@@ -131,6 +131,7 @@ pub struct AuthzConfig {
     pub email_domains: Vec<String>,
     pub allowed_groups: Vec<String>,
     pub redirect_domains: Vec<AllowedDomain>,
+    pub rules: Vec<crate::authz::rules::Rule>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +274,7 @@ pub struct RawAuthz {
     pub allowed_groups: Vec<String>,
     #[serde(deserialize_with = "comma_list")]
     pub redirect_domains: Vec<String>,
+    pub rules: Vec<crate::authz::rules::RawRule>,
 }
 
 impl Default for RawAuthz {
@@ -281,6 +283,7 @@ impl Default for RawAuthz {
             email_domains: vec!["*".into()],
             allowed_groups: Vec::new(),
             redirect_domains: Vec::new(),
+            rules: Vec::new(),
         }
     }
 }
@@ -476,7 +479,14 @@ impl Config {
                         .find(|(from, _)| k == *from)
                         .map(|(_, to)| (*to).into())
                 }))
-                .merge(Env::prefixed("PORTCULLIS_").split("__"));
+                // Only SECTION__KEY names: PORTCULLIS_CONFIG (the --config flag) and the
+                // PORTCULLIS_SERVICE_HOST / _PORT_* variables Kubernetes injects for a Service
+                // named portcullis are not configuration keys.
+                .merge(
+                    Env::prefixed("PORTCULLIS_")
+                        .filter(|k| k.as_str().contains("__"))
+                        .split("__"),
+                );
         }
         for set in &sources.sets {
             let (key, value) = set.split_once('=').ok_or_else(|| {
@@ -857,7 +867,11 @@ fn validate_authz(raw: RawAuthz) -> Result<AuthzConfig, ConfigError> {
                 .map_err(|e| ConfigError::new("authz.redirect_domains", e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let rules = crate::authz::rules::compile(&raw.rules).map_err(|e| {
+        ConfigError::new(&format!("authz.rules[{}].{}", e.index, e.field), e.message)
+    })?;
     Ok(AuthzConfig {
+        rules,
         email_domains,
         allowed_groups: raw
             .allowed_groups

@@ -86,6 +86,7 @@ mod tests {
             access_token: Some("AT".into()),
             created_at: 0,
             expires_at: 1,
+            claims: Default::default(),
         }
     }
 

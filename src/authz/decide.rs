@@ -2,12 +2,15 @@
 
 use crate::authz::decision::{Decision, DenyReason};
 use crate::authz::input::CheckInput;
+use crate::authz::path;
 use crate::authz::policy::Policy;
+use crate::authz::rules::{self, Action};
 use crate::redirect::{self, ReturnTo};
 use crate::session::Session;
 
 /// Decide one check from the request, the session found in it (already decrypted), the policy
-/// and the time.
+/// and the time. Order: gateway agreement, path canonical form, the first matching rule (or the
+/// global rules), then the check's query constraints.
 pub fn decide(
     input: &CheckInput,
     session: Option<&Session>,
@@ -17,19 +20,92 @@ pub fn decide(
     if !input.path_prefix_ok {
         return Decision::Deny(DenyReason::PathPrefixMissing);
     }
-    match session.filter(|s| s.is_valid_at(now)) {
-        Some(s) => match policy.authorize(&s.email, &s.groups) {
-            Ok(()) => Decision::Allow,
-            Err(reason) => Decision::Deny(reason),
+    let Ok(canonical) = path::canonical(&input.path) else {
+        return Decision::Deny(DenyReason::AmbiguousPath);
+    };
+    let session = session.filter(|s| s.is_valid_at(now));
+    let rule = rules::first_match(&policy.rules, &input.host, &canonical, &input.method);
+    let login = || Decision::Login {
+        // The original target is relative; it still goes through the validator so that a
+        // path such as `//evil.com` can never become a redirect elsewhere.
+        return_to: redirect::validate(&input.path_and_query(), &[]).unwrap_or_else(ReturnTo::root),
+        api: rule.and_then(|r| r.api).unwrap_or_else(|| input.is_api()),
+    };
+    let decision = match rule.map(|r| (r.index, &r.action)) {
+        Some((i, Action::Deny)) => Decision::Deny(DenyReason::RuleDeny(i)),
+        Some((i, Action::Header { name, value })) => {
+            if input.header(name.as_str()) == Some(value.as_str()) {
+                if session.is_some() {
+                    Decision::Allow
+                } else {
+                    Decision::AllowAnonymous
+                }
+            } else {
+                Decision::Deny(DenyReason::RuleHeader(i))
+            }
+        }
+        Some((_, Action::Public)) => {
+            if session.is_some() {
+                Decision::Allow
+            } else {
+                Decision::AllowAnonymous
+            }
+        }
+        Some((_, Action::Authenticated)) => match session {
+            Some(_) => Decision::Allow,
+            None => login(),
         },
-        None => Decision::Login {
-            // The original target is relative; it still goes through the validator so that a
-            // path such as `//evil.com` can never become a redirect elsewhere.
-            return_to: redirect::validate(&input.path_and_query(), &[])
-                .unwrap_or_else(ReturnTo::root),
-            api: input.is_api(),
+        Some((i, Action::Require(req))) => match session {
+            Some(s) if req.met_by(&s.email, &s.groups, &s.claims, Policy::email_in) => {
+                Decision::Allow
+            }
+            Some(_) => Decision::Deny(DenyReason::RuleRequire(i)),
+            None => login(),
         },
+        None => match session {
+            Some(s) => match policy.authorize(&s.email, &s.groups) {
+                Ok(()) => Decision::Allow,
+                Err(reason) => Decision::Deny(reason),
+            },
+            None => login(),
+        },
+    };
+    match (decision, session) {
+        (Decision::Allow, Some(s)) if !query_constraints_met(input, s) => {
+            Decision::Deny(DenyReason::QueryConstraint)
+        }
+        (d, _) => d,
     }
+}
+
+/// oauth2-proxy's `/oauth2/auth?allowed_groups=…&allowed_emails=…&allowed_email_domains=…`:
+/// comma lists in the check's query, ANDed with everything else. They can only narrow access.
+fn query_constraints_met(input: &CheckInput, s: &Session) -> bool {
+    let list = |name: &str| -> Option<Vec<String>> {
+        input.query_param(name).map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+    };
+    if let Some(groups) = list("allowed_groups") {
+        if !s.groups.iter().any(|g| groups.contains(g)) {
+            return false;
+        }
+    }
+    if let Some(emails) = list("allowed_emails") {
+        if !emails.iter().any(|e| e.eq_ignore_ascii_case(&s.email)) {
+            return false;
+        }
+    }
+    if let Some(domains) = list("allowed_email_domains") {
+        if !Policy::email_in(&s.email, &domains) {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -51,6 +127,7 @@ mod tests {
             access_token: None,
             created_at: NOW - 10,
             expires_at,
+            claims: Default::default(),
         }
     }
 
@@ -65,6 +142,7 @@ mod tests {
             email_domains: domains.iter().map(|s| s.to_string()).collect(),
             allowed_groups: groups.iter().map(|s| s.to_string()).collect(),
             redirect_domains: vec![],
+            rules: vec![],
         })
     }
 
@@ -152,5 +230,241 @@ mod tests {
             decide(&i, Some(&s), &policy(&["*"], &[]), NOW),
             Decision::Deny(DenyReason::PathPrefixMissing)
         );
+    }
+
+    fn rule_policy(toml_rules: &str) -> Policy {
+        #[derive(serde::Deserialize)]
+        struct Wrap {
+            rules: Vec<crate::authz::rules::RawRule>,
+        }
+        let w: Wrap = toml::from_str(toml_rules).expect("rules parse");
+        Policy::new(&AuthzConfig {
+            email_domains: vec!["*".into()],
+            allowed_groups: vec![],
+            redirect_domains: vec![],
+            rules: crate::authz::rules::compile(&w.rules).expect("rules compile"),
+        })
+    }
+
+    fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> CheckInput {
+        let mut h = HeaderMap::new();
+        h.insert("accept", HeaderValue::from_static("text/html"));
+        for (k, v) in headers {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("n"),
+                HeaderValue::from_str(v).expect("v"),
+            );
+        }
+        CheckInput::new(
+            Method::from_bytes(method.as_bytes()).expect("m"),
+            "app.example.com",
+            target,
+            h,
+            "r".into(),
+        )
+    }
+
+    #[test]
+    fn rules_table() {
+        let policy = rule_policy(
+            r#"
+            [[rules]]
+            paths = ["/public/*", "/healthz"]
+            action = "public"
+            [[rules]]
+            paths = ["/admin/*"]
+            action = "require"
+            groups = ["admins"]
+            [[rules]]
+            paths = ["/eng/*"]
+            action = "require"
+            claims = { dept = ["eng"] }
+            [[rules]]
+            paths = ["/blocked"]
+            action = "deny"
+            [[rules]]
+            paths = ["/headers"]
+            action = "header"
+            header = { name = "x-ext-authz", value = "allow" }
+            [[rules]]
+            paths = ["/api/*"]
+            action = "authenticated"
+            api = true
+            [[rules]]
+            paths = ["/form"]
+            methods = ["POST"]
+            action = "deny"
+            "#,
+        );
+        let mut admin = session("a@example.com", &["admins"], NOW + 100);
+        admin.claims.insert("dept".into(), serde_json::json!("ops"));
+        let mut dev = session("d@example.com", &["devs"], NOW + 100);
+        dev.claims
+            .insert("dept".into(), serde_json::json!(["eng", "qa"]));
+        let login = |rt: &str, api| Decision::Login {
+            return_to: redirect::validate(rt, &[]).expect("valid"),
+            api,
+        };
+        let cases: Vec<(&str, CheckInput, Option<&Session>, Decision)> = vec![
+            (
+                "public, no session",
+                req("GET", "/public/x", &[]),
+                None,
+                Decision::AllowAnonymous,
+            ),
+            (
+                "public, session",
+                req("GET", "/healthz", &[]),
+                Some(&dev),
+                Decision::Allow,
+            ),
+            (
+                "admin, admin",
+                req("GET", "/admin/panel", &[]),
+                Some(&admin),
+                Decision::Allow,
+            ),
+            (
+                "admin, dev",
+                req("GET", "/admin", &[]),
+                Some(&dev),
+                Decision::Deny(DenyReason::RuleRequire(1)),
+            ),
+            (
+                "admin, nobody",
+                req("GET", "/admin/x", &[]),
+                None,
+                login("/admin/x", false),
+            ),
+            (
+                "dot-dot into admin",
+                req("GET", "/public/../admin/x", &[]),
+                Some(&dev),
+                Decision::Deny(DenyReason::RuleRequire(1)),
+            ),
+            (
+                "double slash into admin",
+                req("GET", "//admin", &[]),
+                Some(&dev),
+                Decision::Deny(DenyReason::RuleRequire(1)),
+            ),
+            (
+                "params on admin",
+                req("GET", "/admin;x", &[]),
+                Some(&dev),
+                Decision::Deny(DenyReason::RuleRequire(1)),
+            ),
+            (
+                "encoded slash",
+                req("GET", "/public%2f..%2fadmin", &[]),
+                Some(&admin),
+                Decision::Deny(DenyReason::AmbiguousPath),
+            ),
+            (
+                "encoded dots",
+                req("GET", "/public/%2e%2e/admin", &[]),
+                None,
+                Decision::Deny(DenyReason::AmbiguousPath),
+            ),
+            (
+                "NUL",
+                req("GET", "/admin%00", &[]),
+                Some(&admin),
+                Decision::Deny(DenyReason::AmbiguousPath),
+            ),
+            (
+                "case-sensitive: /ADMIN is not /admin",
+                req("GET", "/ADMIN", &[]),
+                Some(&dev),
+                Decision::Allow,
+            ),
+            (
+                "claims array",
+                req("GET", "/eng/x", &[]),
+                Some(&dev),
+                Decision::Allow,
+            ),
+            (
+                "claims miss",
+                req("GET", "/eng/x", &[]),
+                Some(&admin),
+                Decision::Deny(DenyReason::RuleRequire(2)),
+            ),
+            (
+                "deny",
+                req("GET", "/blocked", &[]),
+                Some(&admin),
+                Decision::Deny(DenyReason::RuleDeny(3)),
+            ),
+            (
+                "header allow",
+                req("GET", "/headers", &[("x-ext-authz", "allow")]),
+                None,
+                Decision::AllowAnonymous,
+            ),
+            (
+                "header wrong case value",
+                req("GET", "/headers", &[("x-ext-authz", "Allow")]),
+                None,
+                Decision::Deny(DenyReason::RuleHeader(4)),
+            ),
+            (
+                "header missing",
+                req("GET", "/headers", &[]),
+                Some(&admin),
+                Decision::Deny(DenyReason::RuleHeader(4)),
+            ),
+            (
+                "api rule gives 401 to browsers",
+                req("GET", "/api/x", &[]),
+                None,
+                login("/api/x", true),
+            ),
+            (
+                "method-specific deny",
+                req("POST", "/form", &[]),
+                Some(&admin),
+                Decision::Deny(DenyReason::RuleDeny(6)),
+            ),
+            (
+                "method-specific, other method",
+                req("GET", "/form", &[]),
+                Some(&admin),
+                Decision::Allow,
+            ),
+            (
+                "no rule: global",
+                req("GET", "/other", &[]),
+                None,
+                login("/other", false),
+            ),
+            (
+                "query: allowed_groups ok",
+                req("GET", "/other?allowed_groups=devs,x", &[]),
+                Some(&dev),
+                Decision::Allow,
+            ),
+            (
+                "query: allowed_groups miss",
+                req("GET", "/other?allowed_groups=admins", &[]),
+                Some(&dev),
+                Decision::Deny(DenyReason::QueryConstraint),
+            ),
+            (
+                "query: allowed_emails",
+                req("GET", "/other?allowed_emails=D@example.com", &[]),
+                Some(&dev),
+                Decision::Allow,
+            ),
+            (
+                "query: allowed_email_domains miss",
+                req("GET", "/other?allowed_email_domains=corp.com", &[]),
+                Some(&dev),
+                Decision::Deny(DenyReason::QueryConstraint),
+            ),
+        ];
+        for (name, input, s, want) in cases {
+            assert_eq!(decide(&input, s, &policy, NOW), want, "{name}");
+        }
     }
 }

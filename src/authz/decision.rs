@@ -10,6 +10,8 @@ use crate::redirect::ReturnTo;
 pub enum Decision {
     /// A valid session that passes the policy.
     Allow,
+    /// A public (or header-matched) route without a session: identity headers go out empty.
+    AllowAnonymous,
     /// No valid session: log in first, then come back to `return_to`. `api` callers get 401.
     Login { return_to: ReturnTo, api: bool },
     /// Refused whatever the caller does next.
@@ -26,12 +28,37 @@ pub enum DenyReason {
     /// A `server.path_prefix` is configured but the check request lacked it: the gateway and
     /// portcullis disagree, so nothing can be trusted about the path.
     PathPrefixMissing,
+    /// The path can be read as different paths by different servers (encoded slash, `%2e%2e`,
+    /// NUL, …): no rule can be trusted to see what the application will act on.
+    AmbiguousPath,
+    /// Rule `n` has action `deny`.
+    RuleDeny(usize),
+    /// Rule `n` requires groups, emails, domains or claims the session lacks.
+    RuleRequire(usize),
+    /// Rule `n` requires a header value the request lacks.
+    RuleHeader(usize),
+    /// A query constraint of the check (`allowed_groups`, `allowed_emails`,
+    /// `allowed_email_domains`) is not met.
+    QueryConstraint,
 }
 
 impl DenyReason {
     /// The one HTTP status for this reason.
     pub fn status(self) -> StatusCode {
-        StatusCode::FORBIDDEN
+        match self {
+            DenyReason::AmbiguousPath => StatusCode::BAD_REQUEST,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The rule that decided, if one did (for logs; labels stay bounded).
+    pub fn rule(self) -> Option<usize> {
+        match self {
+            DenyReason::RuleDeny(i) | DenyReason::RuleRequire(i) | DenyReason::RuleHeader(i) => {
+                Some(i)
+            }
+            _ => None,
+        }
     }
 
     /// A short machine-readable name for logs and metrics.
@@ -40,6 +67,11 @@ impl DenyReason {
             DenyReason::EmailDomain => "email_domain",
             DenyReason::Group => "group",
             DenyReason::PathPrefixMissing => "path_prefix_missing",
+            DenyReason::AmbiguousPath => "ambiguous_path",
+            DenyReason::RuleDeny(_) => "rule_deny",
+            DenyReason::RuleRequire(_) => "rule_require",
+            DenyReason::RuleHeader(_) => "rule_header",
+            DenyReason::QueryConstraint => "query_constraint",
         }
     }
 
@@ -50,6 +82,13 @@ impl DenyReason {
             DenyReason::Group => "Your account is not in a group that is allowed here.",
             DenyReason::PathPrefixMissing => {
                 "The gateway is not configured the way portcullis expects."
+            }
+            DenyReason::AmbiguousPath => "This address cannot be used: its path is ambiguous.",
+            DenyReason::RuleDeny(_) | DenyReason::RuleHeader(_) => {
+                "Access to this page is not allowed."
+            }
+            DenyReason::RuleRequire(_) | DenyReason::QueryConstraint => {
+                "Your account does not have access to this page."
             }
         }
     }

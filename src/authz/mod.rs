@@ -4,7 +4,9 @@
 pub mod decide;
 pub mod decision;
 pub mod input;
+pub mod path;
 pub mod policy;
+pub mod rules;
 
 use crate::app::App;
 use crate::error::Error;
@@ -86,7 +88,14 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
                 body,
             }))
         }
-        (Decision::Allow, None) => Err(Error::Internal("allow without a session".into())),
+        (Decision::AllowAnonymous, _) | (Decision::Allow, None) => Ok(Outcome::Allow(Allow {
+            headers: identity::upstream_headers(
+                &crate::session::Session::anonymous(),
+                &app.config.headers,
+            ),
+            set_cookies: Vec::new(),
+            body: None,
+        })),
         (Decision::Login { api: true, .. }, _) => {
             Ok(Outcome::Reply(login::unauthorized_json(app, input)))
         }
@@ -101,16 +110,25 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
                     "check request lacks server.path_prefix: the gateway's path_prefix and portcullis disagree"
                 );
             } else {
-                tracing::info!(request_id = %input.request_id, reason = reason.as_str(), "denied");
+                tracing::info!(
+                    request_id = %input.request_id,
+                    reason = reason.as_str(),
+                    rule = reason.rule(),
+                    "denied"
+                );
             }
             let mut reply =
                 app.error_page(reason.status(), "Access denied", reason.message(), input);
             reply.reason = Some(reason.as_str());
-            // A session the policy refuses is dropped, so signing in as someone else works.
-            let clear = if reason == decision::DenyReason::PathPrefixMissing {
-                Vec::new()
-            } else {
+            // A session the global policy refuses is dropped, so signing in as someone else
+            // works; a route-specific refusal keeps it (the user may still use other pages).
+            let clear = if matches!(
+                reason,
+                decision::DenyReason::EmailDomain | decision::DenyReason::Group
+            ) {
                 app.sessions.clear(input)
+            } else {
+                Vec::new()
             };
             Ok(Outcome::Reply(reply.with_cookies(clear)))
         }

@@ -1,6 +1,7 @@
 //! Who may pass once signed in: email domains and groups (`authz.*`).
 
 use crate::authz::decision::DenyReason;
+use crate::authz::rules::Rule;
 use crate::config::AuthzConfig;
 
 /// The access rules, compiled from `authz.*`.
@@ -8,6 +9,10 @@ use crate::config::AuthzConfig;
 pub struct Policy {
     email_domains: Vec<String>,
     allowed_groups: Vec<String>,
+    /// Per-route rules, first match decides; requests matching none get the global rules above.
+    pub rules: Vec<Rule>,
+    /// Claims the rules need from a login.
+    pub claim_names: Vec<String>,
 }
 
 impl Policy {
@@ -15,7 +20,14 @@ impl Policy {
         Self {
             email_domains: cfg.email_domains.clone(),
             allowed_groups: cfg.allowed_groups.clone(),
+            claim_names: crate::authz::rules::claim_names(&cfg.rules),
+            rules: cfg.rules.clone(),
         }
+    }
+
+    /// Whether `email` is in one of `domains` (same matching as `authz.email_domains`).
+    pub fn email_in(email: &str, domains: &[String]) -> bool {
+        email_allowed(email, domains)
     }
 
     /// Whether an identity with this email and these groups may pass.
@@ -69,6 +81,8 @@ mod tests {
         Policy {
             email_domains: domains.iter().map(|s| s.to_string()).collect(),
             allowed_groups: groups.iter().map(|s| s.to_string()).collect(),
+            rules: Vec::new(),
+            claim_names: Vec::new(),
         }
     }
 

@@ -156,6 +156,12 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
             .then(|| token.access_token().secret().clone()),
         created_at: now,
         expires_at: now + app.sessions.expire_secs(),
+        claims: app
+            .policy
+            .claim_names
+            .iter()
+            .filter_map(|n| claims_view.json(n).map(|v| (n.clone(), v)))
+            .collect(),
     };
     let mut cookies = app.sessions.save(&session, input)?;
     cookies.extend(clear_pending.iter().cloned());

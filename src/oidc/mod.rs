@@ -252,6 +252,18 @@ impl Claims<'_> {
         standard.or_else(|| extra_text(&t.additional_claims().0, name))
     }
 
+    /// A claim as JSON (for `require` rules): userinfo first, then the ID token.
+    pub fn json(&self, name: &str) -> Option<serde_json::Value> {
+        if let Some(v) = self
+            .userinfo
+            .and_then(|u| u.additional_claims().0.get(name).cloned())
+            .or_else(|| self.id_token.additional_claims().0.get(name).cloned())
+        {
+            return Some(v);
+        }
+        self.text(name).map(serde_json::Value::String)
+    }
+
     /// The `email_verified` claim, userinfo first (some IdPs send it as a string).
     pub fn email_verified(&self) -> Option<bool> {
         let from_extra = |m: &HashMap<String, serde_json::Value>| match m.get("email_verified") {

@@ -4,6 +4,7 @@
 pub mod cookie;
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -25,9 +26,28 @@ pub struct Session {
     pub access_token: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Claims that `require` rules look at (only those, to keep the cookie small).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, serde_json::Value>,
 }
 
 impl Session {
+    /// No one: what identity headers carry when a public route is used without a session.
+    pub fn anonymous() -> Self {
+        Self {
+            id: String::new(),
+            user: String::new(),
+            email: String::new(),
+            preferred_username: String::new(),
+            groups: Vec::new(),
+            id_token: None,
+            access_token: None,
+            created_at: 0,
+            expires_at: 0,
+            claims: BTreeMap::new(),
+        }
+    }
+
     /// Whether the session is still valid at `now` (Unix seconds).
     pub fn is_valid_at(&self, now: i64) -> bool {
         now < self.expires_at && self.created_at <= now + 300
@@ -101,6 +121,7 @@ mod tests {
             access_token: Some("ACCESS-SECRET".into()),
             created_at: 0,
             expires_at: 10,
+            claims: Default::default(),
         };
         let d = format!("{s:?}");
         assert!(!d.contains("SECRET"), "{d}");
@@ -118,6 +139,7 @@ mod tests {
             access_token: None,
             created_at: 100,
             expires_at: 200,
+            claims: Default::default(),
         };
         assert!(s.is_valid_at(100));
         assert!(s.is_valid_at(199));

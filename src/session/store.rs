@@ -275,6 +275,7 @@ mod tests {
             access_token: None,
             created_at: NOW,
             expires_at: NOW + 3600,
+            claims: Default::default(),
         }
     }
 

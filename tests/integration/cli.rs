@@ -205,3 +205,31 @@ async fn dev_mode_walks_the_whole_login_to_a_signed_in_page() {
     assert!(page.body.contains("alice"), "{}", page.body);
     assert!(page.body.contains("Signed in as"), "{}", page.body);
 }
+
+#[test]
+fn rule_errors_name_the_rule_and_field() {
+    let body = format!(
+        "{}\n[[authz.rules]]\npaths = [\"/ok\"]\naction = \"public\"\n[[authz.rules]]\npaths = [\"re:^/(broken$\"]\naction = \"deny\"\n",
+        valid_toml()
+    );
+    let p = config_file("rules.toml", &body);
+    let out = portcullis(&["check-config", "--config", p.to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("authz.rules[1].paths"), "{err}");
+}
+
+#[test]
+fn non_key_environment_variables_are_not_configuration() {
+    // PORTCULLIS_CONFIG names the file; Kubernetes injects PORTCULLIS_SERVICE_HOST and
+    // PORTCULLIS_PORT_4180_TCP for a Service named portcullis. Neither is a key.
+    let p = config_file("env-ok.toml", &valid_toml());
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("check-config")
+        .env("PORTCULLIS_CONFIG", &p)
+        .env("PORTCULLIS_SERVICE_HOST", "10.0.0.1")
+        .env("PORTCULLIS_PORT_4180_TCP", "tcp://10.0.0.1:4180")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

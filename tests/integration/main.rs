@@ -709,3 +709,72 @@ cookie_secure = false
     drop(idp);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn per_route_rules_through_the_check_listener() {
+    let dir = std::env::temp_dir().join(format!("portcullis-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[authz.rules]]
+paths = ["/public/*"]
+action = "public"
+[[authz.rules]]
+paths = ["/admin/*"]
+action = "require"
+groups = ["admins"]
+[[authz.rules]]
+paths = ["/api/*"]
+action = "authenticated"
+api = true
+"#,
+    )
+    .unwrap();
+    // The file is loaded through the same layers as a user's --config.
+    let idp = portcullis::dev_idp::start(
+        "127.0.0.1:0".parse().unwrap(),
+        portcullis::dev_idp::DevClient {
+            client_id: support::CLIENT_ID.into(),
+            client_secret: support::CLIENT_SECRET.into(),
+        },
+        portcullis::clock::Clock::system(),
+    )
+    .await
+    .unwrap();
+    let t = TestApp::start_with_issuer_and_file(idp, Some(file), &[]).await;
+
+    // Public: no login, and a spoofed identity header is overwritten with an empty value.
+    let r = Browser::new()
+        .send(
+            reqwest::Method::GET,
+            &t.url("/public/page"),
+            &[
+                ("accept", "text/html"),
+                ("x-auth-request-email", "evil@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-auth-request-email"), Some(""));
+    // API rule: 401 even for a browser.
+    assert_eq!(Browser::new().get(&t.url("/api/x")).await.status, 401);
+    // Admin: devs are refused, admins pass; the refused user keeps the session for other pages.
+    let mut dev = Browser::new();
+    dev.login(&t.url("/"), "dan", "devs").await;
+    let r = dev.get(&t.url("/admin/panel")).await;
+    assert_eq!(r.status, 403);
+    assert!(r.set_cookies().is_empty(), "session kept");
+    assert_eq!(dev.get(&t.url("/elsewhere")).await.status, 200);
+    assert_eq!(dev.get(&t.url("/public/../admin/panel")).await.status, 403);
+    assert_eq!(
+        dev.get(&t.url("/public%2f..%2fadmin/panel")).await.status,
+        400
+    );
+    let mut admin = Browser::new();
+    admin.login(&t.url("/"), "ann", "admins").await;
+    assert_eq!(admin.get(&t.url("/admin/panel")).await.status, 200);
+    t.stop().await;
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -43,6 +43,24 @@ impl TestApp {
     }
 
     pub async fn start_with_issuer(idp: DevIdp, sets: &[&str], discover: bool) -> TestApp {
+        Self::start_full(idp, None, sets, discover).await
+    }
+
+    /// With a configuration file under the test settings (as `--config FILE`).
+    pub async fn start_with_issuer_and_file(
+        idp: DevIdp,
+        file: Option<std::path::PathBuf>,
+        sets: &[&str],
+    ) -> TestApp {
+        Self::start_full(idp, file, sets, true).await
+    }
+
+    async fn start_full(
+        idp: DevIdp,
+        file: Option<std::path::PathBuf>,
+        sets: &[&str],
+        discover: bool,
+    ) -> TestApp {
         let key = CookieKey::generate();
         let mut all: Vec<String> = vec![
             "server.http_address=127.0.0.1:0".into(),
@@ -57,7 +75,7 @@ impl TestApp {
         ];
         all.extend(sets.iter().map(|s| s.to_string()));
         let config = Config::load(&Sources {
-            file: None,
+            file,
             oauth2_proxy_file: None,
             sets: all,
             use_env: false,
