@@ -64,6 +64,7 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub pages: PagesConfig,
     pub log: LogConfig,
+    pub compat: CompatConfig,
     /// Things worth telling the operator at start-up (ignored oauth2-proxy options, …).
     pub warnings: Vec<String>,
 }
@@ -150,6 +151,12 @@ pub struct PagesConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct CompatConfig {
+    /// Behave like Istio's sample ext-authz server (`x-ext-authz: allow`).
+    pub istio_sample: bool,
+}
+
+#[derive(Debug, Clone)]
 pub struct LogConfig {
     pub level: String,
     pub json: bool,
@@ -168,6 +175,13 @@ pub struct RawConfig {
     pub headers: RawHeaders,
     pub pages: RawPages,
     pub log: RawLog,
+    pub compat: RawCompat,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCompat {
+    pub istio_sample: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -505,7 +519,18 @@ impl Config {
         let server = validate_server(raw.server)?;
         let oidc = validate_oidc(raw.oidc)?;
         let cookie = validate_cookie(raw.cookie)?;
-        let authz = validate_authz(raw.authz)?;
+        let istio_sample = raw.compat.istio_sample;
+        let mut raw_authz = raw.authz;
+        if istio_sample {
+            if !raw_authz.rules.is_empty() {
+                return Err(ConfigError::new(
+                    "compat.istio_sample",
+                    "the Istio sample preset is its own rule; remove authz.rules or the preset",
+                ));
+            }
+            raw_authz.rules = vec![crate::authz::sample::rule()];
+        }
+        let authz = validate_authz(raw_authz)?;
         let headers = HeadersConfig {
             set_xauthrequest: raw.headers.set_xauthrequest,
             pass_access_token: raw.headers.pass_access_token,
@@ -538,6 +563,7 @@ impl Config {
             headers,
             pages,
             log,
+            compat: CompatConfig { istio_sample },
             warnings: Vec::new(),
         })
     }

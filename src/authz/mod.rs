@@ -7,6 +7,7 @@ pub mod input;
 pub mod path;
 pub mod policy;
 pub mod rules;
+pub mod sample;
 
 use crate::app::App;
 use crate::error::Error;
@@ -62,7 +63,29 @@ fn classify(
     }
 }
 
+/// `compat.istio_sample`: the header rule decides, the sample's answers are rendered.
+fn istio_sample(app: &App, input: &CheckInput) -> Outcome {
+    let decision = decide::decide(input, None, &app.policy, app.clock.now());
+    let allowed = matches!(decision, Decision::AllowAnonymous | Decision::Allow);
+    tracing::info!(request_id = %input.request_id, "{}", sample::log_line(input, allowed));
+    if allowed {
+        let mut headers =
+            identity::upstream_headers(&crate::session::Session::anonymous(), &app.config.headers);
+        headers.extend(sample::allow_headers(input));
+        Outcome::Allow(Allow {
+            headers,
+            set_cookies: Vec::new(),
+            body: None,
+        })
+    } else {
+        Outcome::Reply(sample::deny_reply(input))
+    }
+}
+
 async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
+    if app.config.compat.istio_sample {
+        return Ok(istio_sample(app, input));
+    }
     if input.path_prefix_ok {
         if let Some(route) = login::route(&app.config.server.proxy_prefix, &input.path) {
             return login::handle(app, route, input).await;

@@ -166,7 +166,9 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
 class Stack:
     """IdP + echo upstream + portcullis + Envoy, all on free loopback ports."""
 
-    def __init__(self, work_dir: Path, name: str = "stack", portcullis_toml: str = ""):
+    def __init__(self, work_dir: Path, name: str = "stack", portcullis_toml: str = "",
+                 envoy_template: Optional[Path] = None):
+        self.envoy_template = envoy_template  # default: envoy_gateway.HTTP_TEMPLATE
         self.portcullis_toml = portcullis_toml  # appended to portcullis's config (after [log])
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -216,6 +218,7 @@ class Stack:
                 upstream_port=self.echo.port,
                 authz_port=self.portcullis.http_port,
                 listen_port=self.envoy_port,
+                **({"template": self.envoy_template} if self.envoy_template else {}),
             )
             self._started.append(self.envoy.start())
         except BaseException:
