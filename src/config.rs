@@ -606,7 +606,10 @@ fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         http_address: parse_addr("server.http_address", &raw.http_address)?,
         grpc_address: parse_addr("server.grpc_address", &raw.grpc_address)?,
         grpc_max_message_bytes: usize::try_from(max).map_err(|_| {
-            ConfigError::new("server.grpc_max_message_bytes", "too large for this platform")
+            ConfigError::new(
+                "server.grpc_max_message_bytes",
+                "too large for this platform",
+            )
         })?,
         admin_address: parse_addr("server.admin_address", &raw.admin_address)?,
         proxy_prefix: validate_prefix("server.proxy_prefix", &raw.proxy_prefix, false)?,

@@ -228,7 +228,10 @@ mod tests {
             (200, GRPC_UNAVAILABLE), // a 2xx reply is turned into 500
         ];
         for (status, code) in cases {
-            let r = Reply::new(StatusCode::from_u16(status).expect("status"), Body::text(""));
+            let r = Reply::new(
+                StatusCode::from_u16(status).expect("status"),
+                Body::text(""),
+            );
             assert_eq!(r.grpc_code(), code, "{status}");
         }
     }

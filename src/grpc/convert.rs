@@ -355,7 +355,10 @@ mod tests {
         let mut h = base();
         h.path = "/p".into();
         h.query = "z=9".into();
-        assert_eq!(to_input(&request(h.clone())).expect("i").path_and_query(), "/p?z=9");
+        assert_eq!(
+            to_input(&request(h.clone())).expect("i").path_and_query(),
+            "/p?z=9"
+        );
         h.path = "/p?x=1".into();
         assert_eq!(to_input(&request(h)).expect("i").path_and_query(), "/p?x=1");
     }
@@ -435,20 +438,35 @@ mod tests {
                 HeaderAppendAction::OverwriteIfExistsOrAdd as i32
             );
         }
-        assert_eq!(find(&ok.headers, "x-auth-request-email")[0].header.as_ref().map(|h| h.value.as_str()), Some(""));
+        assert_eq!(
+            find(&ok.headers, "x-auth-request-email")[0]
+                .header
+                .as_ref()
+                .map(|h| h.value.as_str()),
+            Some("")
+        );
         assert!(find(&ok.headers, "x-envoy-auth-headers-to-remove").is_empty());
-        assert_eq!(ok.headers_to_remove, vec!["x-auth-request-access-token", "x-b"]);
+        assert_eq!(
+            ok.headers_to_remove,
+            vec!["x-auth-request-access-token", "x-b"]
+        );
         let cookies = find(&ok.response_headers_to_add, "set-cookie");
         assert_eq!(cookies.len(), 2);
         for c in cookies {
             assert_eq!(c.append, None);
-            assert_eq!(c.append_action, HeaderAppendAction::AppendIfExistsOrAdd as i32);
+            assert_eq!(
+                c.append_action,
+                HeaderAppendAction::AppendIfExistsOrAdd as i32
+            );
         }
     }
 
     #[test]
     fn redirect_is_16_with_302_location_and_one_entry_per_cookie() {
-        let reply = Reply::redirect("https://idp/authorize?x=1", vec!["a=1".into(), "b=2".into()]);
+        let reply = Reply::redirect(
+            "https://idp/authorize?x=1",
+            vec!["a=1".into(), "b=2".into()],
+        );
         let r = render(Outcome::Reply(reply), false).expect("deny");
         assert_eq!(r.status.expect("status").code, 16);
         let Some(HttpResponse::DeniedResponse(d)) = r.http_response else {
@@ -457,16 +475,15 @@ mod tests {
         assert_eq!(d.status.expect("status").code, 302);
         let loc = find(&d.headers, "location");
         assert_eq!(loc.len(), 1);
-        assert_eq!(loc[0].append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
+        assert_eq!(
+            loc[0].append_action,
+            HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+        );
         assert_eq!(find(&d.headers, "set-cookie").len(), 2);
         assert_eq!(find(&d.headers, "content-type").len(), 1);
         assert!(d.headers.iter().all(|o| o.append.is_none()));
         assert!(d.body.contains("Found"));
-        let head = render(
-            Outcome::Reply(Reply::redirect("/x", vec![])),
-            true,
-        )
-        .expect("deny");
+        let head = render(Outcome::Reply(Reply::redirect("/x", vec![])), true).expect("deny");
         let Some(HttpResponse::DeniedResponse(d)) = head.http_response else {
             panic!("denied_response expected")
         };
@@ -476,7 +493,10 @@ mod tests {
     #[test]
     fn forbidden_is_7_and_5xx_is_unavailable() {
         let r = render(
-            Outcome::Reply(Reply::new(StatusCode::FORBIDDEN, Body::html("<p>no</p>".into()))),
+            Outcome::Reply(Reply::new(
+                StatusCode::FORBIDDEN,
+                Body::html("<p>no</p>".into()),
+            )),
             false,
         )
         .expect("deny");

@@ -42,12 +42,18 @@ impl AuthzService {
 impl Authorization for AuthzService {
     /// One check: a CheckRequest with nothing to decide on (no `attributes.request.http`, as in
     /// Istio's TCP check, or an empty message) is denied with 7 / HTTP 403, never allowed.
-    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
         let request = request.into_inner();
         let input = match convert::to_input(&request) {
             Ok(input) => input,
             Err(m) => {
-                tracing::info!(reason = m.as_str(), "grpc check without an http request: denied");
+                tracing::info!(
+                    reason = m.as_str(),
+                    "grpc check without an http request: denied"
+                );
                 return convert::render(Outcome::Reply(m.reply()), false).map(Response::new);
             }
         };

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod grpc;
 mod support;
 
 use support::{Browser, TestApp};
