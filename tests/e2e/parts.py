@@ -20,7 +20,7 @@ from typing import Optional
 
 import requests
 
-from envoy_gateway import Envoy
+from envoy_gateway import GRPC_TEMPLATE, Envoy, istio_provider
 from harness import E2E_DIR, REPO_DIR, Service, free_port, http_ok
 
 CLIENT_ID = "portcullis-e2e"
@@ -108,6 +108,7 @@ class Portcullis:
                 "or set PORTCULLIS_BIN"
             )
         self.http_port = free_port()
+        self.grpc_port = free_port()
         self.admin_port = free_port()
         self.cookie_secret = base64.b64encode(secrets.token_bytes(32)).decode()
         self.config_path = Path(work_dir) / f"{name}.toml"
@@ -115,6 +116,7 @@ class Portcullis:
             f"""\
 [server]
 http_address = "127.0.0.1:{self.http_port}"
+grpc_address = "127.0.0.1:{self.grpc_port}"
 admin_address = "127.0.0.1:{self.admin_port}"
 
 [oidc]
@@ -164,9 +166,15 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
 
 
 class Stack:
-    """IdP + echo upstream + portcullis + Envoy, all on free loopback ports."""
+    """IdP + echo upstream + portcullis + Envoy, all on free loopback ports.
 
-    def __init__(self, work_dir: Path, name: str = "stack"):
+    `mode` is the ext_authz protocol Envoy uses: "http" (tests/e2e/envoy_http.yaml) or "grpc"
+    (config/envoy/envoy-grpc.yaml with config/istio/mesh-config.yaml's gRPC provider)."""
+
+    def __init__(self, work_dir: Path, name: str = "stack", mode: str = "http"):
+        if mode not in ("http", "grpc"):
+            raise ValueError(f"mode must be http or grpc, not {mode!r}")
+        self.mode = mode
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -208,12 +216,24 @@ class Stack:
             self._started.append(self.idp.start())
             self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret)
             self._started.append(self.portcullis.start())
-            self.envoy = Envoy(
-                self.work_dir,
-                upstream_port=self.echo.port,
-                authz_port=self.portcullis.http_port,
-                listen_port=self.envoy_port,
-            )
+            if self.mode == "grpc":
+                provider = istio_provider("envoyExtAuthzGrpc")
+                self.envoy = Envoy(
+                    self.work_dir,
+                    upstream_port=self.echo.port,
+                    authz_port=self.portcullis.grpc_port,
+                    listen_port=self.envoy_port,
+                    template=GRPC_TEMPLATE,
+                    authz_authority=provider["service"],
+                    authz_timeout=provider.get("timeout", "600s"),
+                )
+            else:
+                self.envoy = Envoy(
+                    self.work_dir,
+                    upstream_port=self.echo.port,
+                    authz_port=self.portcullis.http_port,
+                    listen_port=self.envoy_port,
+                )
             self._started.append(self.envoy.start())
         except BaseException:
             self.stop()
