@@ -100,7 +100,7 @@ class IdP:
 
 class Portcullis:
     def __init__(self, work_dir: Path, issuer: str, client_secret: str, name: str = "portcullis",
-                 extra_toml: str = ""):
+                 extra_toml: str = "", sets: tuple[str, ...] = ()):
         binary = portcullis_binary()
         if not binary.is_file():
             raise RuntimeError(
@@ -144,7 +144,11 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
         }
         env.setdefault("RUST_BACKTRACE", "1")
         self.service = Service(
-            name, [binary, "serve", "--config", self.config_path], work_dir, env=env
+            name,
+            [binary, "serve", "--config", self.config_path,
+             *[arg for kv in sets for arg in ("--set", kv)]],
+            work_dir,
+            env=env,
         )
 
     @property
@@ -171,10 +175,12 @@ class Stack:
     `mode` is the ext_authz protocol Envoy uses: "http" (tests/e2e/envoy_http.yaml) or "grpc"
     (config/envoy/envoy-grpc.yaml with config/istio/mesh-config.yaml's gRPC provider)."""
 
-    def __init__(self, work_dir: Path, name: str = "stack", mode: str = "http"):
+    def __init__(self, work_dir: Path, name: str = "stack", mode: str = "http",
+                 portcullis_sets: tuple[str, ...] = ()):
         if mode not in ("http", "grpc"):
             raise ValueError(f"mode must be http or grpc, not {mode!r}")
         self.mode = mode
+        self.portcullis_sets = tuple(portcullis_sets)
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -214,7 +220,8 @@ class Stack:
             self._started.append(self.echo.start())
             self.idp = IdP(self.work_dir, [self.client_metadata()])
             self._started.append(self.idp.start())
-            self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret)
+            self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret,
+                                         sets=self.portcullis_sets)
             self._started.append(self.portcullis.start())
             if self.mode == "grpc":
                 provider = istio_provider("envoyExtAuthzGrpc")

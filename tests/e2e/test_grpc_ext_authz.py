@@ -11,9 +11,13 @@ import re
 from pathlib import Path
 from urllib.parse import urljoin
 
+import pytest
+
 from browser import Browser
+from conftest import _new_stack_dir
 from envoy_gateway import GRPC_TEMPLATE, MESH_CONFIG, istio_provider
 from harness import REPO_DIR
+from parts import Stack
 from test_http_ext_authz import (
     PROTECTED,
     assert_login_redirect,
@@ -144,6 +148,24 @@ def test_head_without_session_is_a_bodiless_redirect(stack):
     r = b.request("HEAD", stack.url + PROTECTED)
     assert r.status_code == 302 and r.content == b"", (r.status_code, r.content[:100])
     assert "location" in r.headers
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+def test_empty_identity_claim_still_overwrites_a_client_copy(work_dir, mode):
+    """A claim the IdP does not send gives an empty identity header; the client's own copy must
+    not survive in either mode (gRPC: keep_empty_value + OVERWRITE_IF_EXISTS_OR_ADD)."""
+    s = Stack(_new_stack_dir(work_dir, f"empty-claim-{mode}"), mode=mode,
+              portcullis_sets=("oidc.email_claim=no_such_claim",))
+    s.start()
+    try:
+        b = Browser()
+        login(s, b)
+        h = echo_json(b.get(s.url + PROTECTED, headers={"X-Auth-Request-Email": "evil@example.com"}))[
+            "headers"]
+        assert h.get("x-auth-request-email", "") == "", (mode, h)
+        assert h["x-auth-request-user"] == "alice", h
+    finally:
+        s.stop()
 
 
 def test_portcullis_down_fails_closed(own_stack):
