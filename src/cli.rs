@@ -108,13 +108,19 @@ mod tests {
             "a.b=1",
             "--http-address",
             "127.0.0.1:1",
+            "--grpc-address",
+            "127.0.0.1:2",
         ]);
         let Some(Command::Serve(args)) = cli.command else {
             panic!("serve expected")
         };
         assert_eq!(
             args.sources().sets,
-            vec!["a.b=1", "server.http_address=127.0.0.1:1"]
+            vec![
+                "a.b=1",
+                "server.http_address=127.0.0.1:1",
+                "server.grpc_address=127.0.0.1:2"
+            ]
         );
     }
 }

@@ -736,8 +736,15 @@ async fn edge_cases_over_the_wire() {
     assert!(body.contains("raw-1"), "{body}");
 
     // A browser without a session: 302 to the IdP with the return path from `path`.
+    // With Envoy's default deadline (grpc-timeout: 200m) the answer comes in time.
     let s = Scenario::new("wire login", "GET", "/p?x=1", &[BROWSER]);
-    let r = c.check(s.grpc()).await.unwrap().into_inner();
+    let mut req = tonic::Request::new(s.grpc());
+    req.set_timeout(std::time::Duration::from_millis(200));
+    let r = c
+        .check(req)
+        .await
+        .expect("answered within 200 ms")
+        .into_inner();
     let (code, status, _) = denied(&r);
     assert_eq!((code, status), (16, 302));
 
