@@ -17,11 +17,11 @@ cargo build --release --locked --bin portcullis --example floor 2>&1 | tail -1
 BIN="$ROOT/target/release/portcullis"
 FLOOR="$ROOT/target/release/examples/floor"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P=$(free_port); I=$(free_port); A=$(free_port); F=$(free_port)
+P=$(free_port); I=$(free_port); A=$(free_port); F=$(free_port); G=$(free_port)
 WORK=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-RUST_LOG=warn "$BIN" dev --port "$P" --idp-port "$I" --admin-port "$A" >"$WORK/dev.log" 2>&1 &
+RUST_LOG=warn "$BIN" dev --port "$P" --idp-port "$I" --admin-port "$A" --grpc-port "$G" >"$WORK/dev.log" 2>&1 &
 DEV_PID=$!
 "$FLOOR" "127.0.0.1:$F" >"$WORK/floor.log" 2>&1 &
 FLOOR_PID=$!

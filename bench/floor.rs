@@ -18,7 +18,10 @@ async fn allow() -> impl IntoResponse {
         h("x-auth-request-email", "alice@example.com"),
         h("x-auth-request-preferred-username", "alice"),
         h("x-auth-request-groups", ""),
-        h("x-envoy-auth-headers-to-remove", "x-auth-request-access-token"),
+        h(
+            "x-envoy-auth-headers-to-remove",
+            "x-auth-request-access-token",
+        ),
     ]
 }
 

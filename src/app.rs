@@ -185,9 +185,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The bound listeners (check + login, admin).
+/// The bound listeners (check + login over HTTP, gRPC ext_authz, admin).
 pub struct Listeners {
     pub http: TcpListener,
+    pub grpc: TcpListener,
     pub admin: TcpListener,
 }
 
@@ -195,6 +196,7 @@ impl Listeners {
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             http: bind(config.server.http_address, "server.http_address").await?,
+            grpc: bind(config.server.grpc_address, "server.grpc_address").await?,
             admin: bind(config.server.admin_address, "server.admin_address").await?,
         })
     }
@@ -203,11 +205,15 @@ impl Listeners {
         self.http.local_addr()
     }
 
+    pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
+        self.grpc.local_addr()
+    }
+
     pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
         self.admin.local_addr()
     }
 
-    /// Serve both listeners until `shutdown` resolves, then finish in-flight requests.
+    /// Serve every listener until `shutdown` resolves, then finish in-flight requests.
     pub async fn serve(
         self,
         app: Arc<App>,
@@ -215,6 +221,7 @@ impl Listeners {
     ) -> anyhow::Result<()> {
         tracing::info!(
             http = %self.http.local_addr()?,
+            grpc = %self.grpc.local_addr()?,
             admin = %self.admin.local_addr()?,
             "portcullis listening"
         );
@@ -231,10 +238,12 @@ impl Listeners {
             crate::http::check_router(app.clone()),
             wait(rx.clone()),
         );
+        let grpc = crate::grpc::serve(self.grpc, app.clone(), wait(rx.clone()));
         let admin = axum::serve(self.admin, crate::http::admin::router(app))
             .with_graceful_shutdown(wait(rx));
-        let (a, b) = tokio::join!(http, admin.into_future());
+        let (a, g, b) = tokio::join!(http, grpc, admin.into_future());
         a.context("check listener")?;
+        g.context("grpc listener")?;
         b.context("admin listener")?;
         tracing::info!("portcullis stopped");
         Ok(())

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Sources;
 
-/// OIDC login proxy for Envoy ext_authz (HTTP), nginx auth_request and forward auth.
+/// OIDC login proxy for Envoy ext_authz (HTTP and gRPC), nginx auth_request and forward auth.
 #[derive(Debug, Parser)]
 #[command(
     name = "portcullis",
@@ -47,6 +47,9 @@ pub struct ConfigArgs {
     /// Shorthand for --set server.http_address=ADDR.
     #[arg(long, value_name = "ADDR")]
     pub http_address: Option<String>,
+    /// Shorthand for --set server.grpc_address=ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_address: Option<String>,
     /// Shorthand for --set server.admin_address=ADDR.
     #[arg(long, value_name = "ADDR")]
     pub admin_address: Option<String>,
@@ -63,6 +66,9 @@ pub struct DevArgs {
     /// Port of the admin listener on 127.0.0.1.
     #[arg(long, default_value_t = 4182)]
     pub admin_port: u16,
+    /// Port of the gRPC ext_authz listener on 127.0.0.1.
+    #[arg(long, default_value_t = 4181)]
+    pub grpc_port: u16,
 }
 
 impl ConfigArgs {
@@ -71,6 +77,9 @@ impl ConfigArgs {
         let mut sets = self.sets.clone();
         if let Some(a) = &self.http_address {
             sets.push(format!("server.http_address={a}"));
+        }
+        if let Some(a) = &self.grpc_address {
+            sets.push(format!("server.grpc_address={a}"));
         }
         if let Some(a) = &self.admin_address {
             sets.push(format!("server.admin_address={a}"));
@@ -104,13 +113,19 @@ mod tests {
             "a.b=1",
             "--http-address",
             "127.0.0.1:1",
+            "--grpc-address",
+            "127.0.0.1:2",
         ]);
         let Some(Command::Serve(args)) = cli.command else {
             panic!("serve expected")
         };
         assert_eq!(
             args.sources().sets,
-            vec!["a.b=1", "server.http_address=127.0.0.1:1"]
+            vec![
+                "a.b=1",
+                "server.http_address=127.0.0.1:1",
+                "server.grpc_address=127.0.0.1:2"
+            ]
         );
     }
 }

@@ -72,6 +72,10 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub http_address: SocketAddr,
+    /// gRPC ext_authz (`envoy.service.auth.v3.Authorization/Check`) and `grpc.health.v1`.
+    pub grpc_address: SocketAddr,
+    /// Largest CheckRequest accepted on the gRPC listener, in bytes (Envoy may forward bodies).
+    pub grpc_max_message_bytes: usize,
     pub admin_address: SocketAddr,
     /// Starts with "/", no trailing "/".
     pub proxy_prefix: String,
@@ -188,6 +192,8 @@ pub struct RawCompat {
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub http_address: String,
+    pub grpc_address: String,
+    pub grpc_max_message_bytes: u64,
     pub admin_address: String,
     pub proxy_prefix: String,
     pub path_prefix: String,
@@ -197,6 +203,8 @@ impl Default for RawServer {
     fn default() -> Self {
         Self {
             http_address: "0.0.0.0:4180".into(),
+            grpc_address: "0.0.0.0:4181".into(),
+            grpc_max_message_bytes: DEFAULT_GRPC_MAX_MESSAGE_BYTES,
             admin_address: "0.0.0.0:4182".into(),
             proxy_prefix: "/oauth2".into(),
             path_prefix: String::new(),
@@ -647,9 +655,30 @@ fn validate_prefix(key: &str, s: &str, allow_empty: bool) -> Result<String, Conf
     Ok(t.to_string())
 }
 
+/// 16 MiB: Envoy's `with_request_body` can forward large bodies; tonic's own default is 4 MiB.
+const DEFAULT_GRPC_MAX_MESSAGE_BYTES: u64 = 16 * 1024 * 1024;
+const MIN_GRPC_MAX_MESSAGE_BYTES: u64 = 64 * 1024;
+const MAX_GRPC_MAX_MESSAGE_BYTES: u64 = 1024 * 1024 * 1024;
+
 fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
+    let max = raw.grpc_max_message_bytes;
+    if !(MIN_GRPC_MAX_MESSAGE_BYTES..=MAX_GRPC_MAX_MESSAGE_BYTES).contains(&max) {
+        return Err(ConfigError::new(
+            "server.grpc_max_message_bytes",
+            format!(
+                "must be between {MIN_GRPC_MAX_MESSAGE_BYTES} and {MAX_GRPC_MAX_MESSAGE_BYTES} bytes, got {max}"
+            ),
+        ));
+    }
     Ok(ServerConfig {
         http_address: parse_addr("server.http_address", &raw.http_address)?,
+        grpc_address: parse_addr("server.grpc_address", &raw.grpc_address)?,
+        grpc_max_message_bytes: usize::try_from(max).map_err(|_| {
+            ConfigError::new(
+                "server.grpc_max_message_bytes",
+                "too large for this platform",
+            )
+        })?,
         admin_address: parse_addr("server.admin_address", &raw.admin_address)?,
         proxy_prefix: validate_prefix("server.proxy_prefix", &raw.proxy_prefix, false)?,
         path_prefix: validate_prefix("server.path_prefix", &raw.path_prefix, true)?,
@@ -944,6 +973,8 @@ mod tests {
         let c = load(&[]).expect("valid");
         assert_eq!(c.server.http_address.to_string(), "0.0.0.0:4180");
         assert_eq!(c.server.admin_address.to_string(), "0.0.0.0:4182");
+        assert_eq!(c.server.grpc_address.to_string(), "0.0.0.0:4181");
+        assert_eq!(c.server.grpc_max_message_bytes, 16 * 1024 * 1024);
         assert_eq!(c.server.proxy_prefix, "/oauth2");
         assert_eq!(c.server.path_prefix, "");
         assert_eq!(c.oidc.scopes, vec!["openid", "email", "profile"]);
@@ -973,6 +1004,15 @@ mod tests {
     fn every_bad_key_is_named() {
         let cases: &[(&str, &str)] = &[
             ("server.http_address=nope", "server.http_address"),
+            ("server.grpc_address=nope", "server.grpc_address"),
+            (
+                "server.grpc_max_message_bytes=1024",
+                "server.grpc_max_message_bytes",
+            ),
+            (
+                "server.grpc_max_message_bytes=many",
+                "server.grpc_max_message_bytes",
+            ),
             ("server.proxy_prefix=oauth2", "server.proxy_prefix"),
             ("oidc.issuer_url=ftp://x", "oidc.issuer_url"),
             ("oidc.issuer_url=", "oidc.issuer_url"),

@@ -519,6 +519,10 @@ pub async fn run_dev(args: crate::cli::DevArgs) -> anyhow::Result<()> {
             "server.admin_address",
             format!("127.0.0.1:{}", args.admin_port),
         ))
+        .merge(Serialized::default(
+            "server.grpc_address",
+            format!("127.0.0.1:{}", args.grpc_port),
+        ))
         .merge(Serialized::default("oidc.issuer_url", &idp.issuer))
         .merge(Serialized::default("oidc.client_id", &client.client_id))
         .merge(Serialized::default(
@@ -541,6 +545,7 @@ pub async fn run_dev(args: crate::cli::DevArgs) -> anyhow::Result<()> {
     println!("  portcullis dev is running.");
     println!("  Open {url} and sign in with any user name (e.g. alice).");
     println!("  Development issuer: {}", idp.issuer);
+    println!("  gRPC ext_authz (h2c): {}", listeners.grpc_addr()?);
     println!("  Admin: http://{}/readyz", listeners.admin_addr()?);
     println!("  Stop with Ctrl-C.");
     println!();

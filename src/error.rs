@@ -38,6 +38,16 @@ impl Error {
         }
     }
 
+    /// The one gRPC code for this failure: UNAVAILABLE, so Envoy's `failure_mode_allow` /
+    /// `status_on_error` applies exactly as for the HTTP adapter's 5xx.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            Error::ProviderNotReady(_) | Error::Idp(_) | Error::Internal(_) => {
+                tonic::Code::Unavailable
+            }
+        }
+    }
+
     /// A title for the error page; says nothing secret.
     pub fn title(&self) -> &'static str {
         match self {
@@ -60,6 +70,7 @@ mod tests {
             Error::Internal("x".into()),
         ] {
             assert!(e.status().is_server_error(), "{e} must be 5xx");
+            assert_eq!(e.grpc_code(), tonic::Code::Unavailable, "{e}");
         }
     }
 }

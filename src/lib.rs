@@ -1,5 +1,5 @@
 //! portcullis: an OIDC login proxy that gateways ask about every request (Envoy ext_authz over
-//! HTTP, and more adapters to come). See the README for the architecture.
+//! HTTP and gRPC, and more adapters to come). See the README for the architecture.
 
 #![forbid(unsafe_code)]
 
@@ -11,6 +11,7 @@ pub mod compat;
 pub mod config;
 pub mod dev_idp;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod identity;
 pub mod login;

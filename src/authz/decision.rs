@@ -5,6 +5,11 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::redirect::ReturnTo;
 
+/// `google.rpc.Code` values used by the gRPC adapter (see [`Reply::grpc_code`]).
+pub const GRPC_PERMISSION_DENIED: i32 = 7;
+pub const GRPC_UNAVAILABLE: i32 = 14;
+pub const GRPC_UNAUTHENTICATED: i32 = 16;
+
 /// The pure decision for one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -191,6 +196,20 @@ impl Reply {
         self.status
     }
 
+    /// The `google.rpc.Code` a gRPC ext_authz answer carries for this reply: UNAUTHENTICATED
+    /// (16) for 401 and redirects (log in, come back), UNAVAILABLE (14) for 5xx (an error, so
+    /// Envoy's failure mode applies as it does to the HTTP adapter's 5xx), PERMISSION_DENIED
+    /// (7) for every other refusal. Never 0: a reply is never an allow.
+    pub fn grpc_code(&self) -> i32 {
+        if self.status == StatusCode::UNAUTHORIZED || self.status.is_redirection() {
+            GRPC_UNAUTHENTICATED
+        } else if self.status.is_server_error() {
+            GRPC_UNAVAILABLE
+        } else {
+            GRPC_PERMISSION_DENIED
+        }
+    }
+
     /// The `location` header, if any.
     pub fn location(&self) -> Option<&str> {
         self.headers
@@ -235,6 +254,28 @@ mod tests {
             Reply::new(StatusCode::FOUND, Body::text("x")).status(),
             StatusCode::FOUND
         );
+    }
+
+    #[test]
+    fn grpc_codes_by_status() {
+        let cases = [
+            (302, GRPC_UNAUTHENTICATED),
+            (303, GRPC_UNAUTHENTICATED),
+            (401, GRPC_UNAUTHENTICATED),
+            (400, GRPC_PERMISSION_DENIED),
+            (403, GRPC_PERMISSION_DENIED),
+            (404, GRPC_PERMISSION_DENIED),
+            (502, GRPC_UNAVAILABLE),
+            (503, GRPC_UNAVAILABLE),
+            (200, GRPC_UNAVAILABLE), // a 2xx reply is turned into 500
+        ];
+        for (status, code) in cases {
+            let r = Reply::new(
+                StatusCode::from_u16(status).expect("status"),
+                Body::text(""),
+            );
+            assert_eq!(r.grpc_code(), code, "{status}");
+        }
     }
 
     #[test]

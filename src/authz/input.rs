@@ -120,6 +120,21 @@ impl CheckInput {
     }
 }
 
+/// The request id for logs and error pages: the gateway's `x-request-id` when it is a short
+/// token of letters, digits and dashes (it is echoed into pages), else a fresh random one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(crate::session::random_id)
+}
+
 /// Parse every `cookie` header. Browsers separate pairs with `; `; Envoy's HTTP ext_authz joins
 /// repeated header lines with `,` — both separators are accepted. Each pair is parsed by the
 /// `cookie` crate; unparsable pairs are skipped.

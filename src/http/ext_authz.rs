@@ -60,17 +60,7 @@ pub fn to_input(app: &App, parts: &http::request::Parts) -> CheckInput {
         .map(str::to_string)
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_default();
-    let request_id = parts
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        .map(str::to_string)
-        .unwrap_or_else(crate::session::random_id);
+    let request_id = crate::authz::input::request_id(&parts.headers);
     let mut input = CheckInput::new(
         parts.method.clone(),
         &host,

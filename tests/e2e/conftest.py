@@ -45,12 +45,17 @@ def _new_stack_dir(work_dir: Path, label: str) -> Path:
     return path
 
 
+def _mode(request) -> str:
+    return getattr(request.module, "ENVOY_MODE", "http")
+
+
 @pytest.fixture(scope="module")
 def stack(work_dir, request):
     """One IdP + echo + portcullis + Envoy shared by the tests of a module.
 
-    Tests that stop or break a part must use `own_stack` instead."""
-    s = Stack(_new_stack_dir(work_dir, request.module.__name__))
+    Tests that stop or break a part must use `own_stack` instead. A module sets
+    `ENVOY_MODE = "grpc"` for Envoy's gRPC ext_authz (default "http")."""
+    s = Stack(_new_stack_dir(work_dir, request.module.__name__), mode=_mode(request))
     s.start()
     yield s
     s.stop()
@@ -59,7 +64,7 @@ def stack(work_dir, request):
 @pytest.fixture
 def own_stack(work_dir, request):
     """A stack for one test alone (it may kill any part of it)."""
-    s = Stack(_new_stack_dir(work_dir, request.node.name))
+    s = Stack(_new_stack_dir(work_dir, request.node.name), mode=_mode(request))
     s.start()
     yield s
     s.stop()

