@@ -20,6 +20,7 @@ use crate::oidc::Oidc;
 use crate::pages::{ErrorPage, Pages};
 use crate::redirect::{self, ReturnTo};
 use crate::session::SessionCookies;
+use crate::token::Bearers;
 
 /// Everything a request needs, built once at start-up.
 pub struct App {
@@ -29,6 +30,8 @@ pub struct App {
     pub oidc: Arc<Oidc>,
     pub pages: Pages,
     pub policy: Policy,
+    /// Bearer JWT verification; `None` unless `bearer.enabled`.
+    pub bearers: Option<Arc<Bearers>>,
 }
 
 impl App {
@@ -37,14 +40,37 @@ impl App {
         let pages =
             Pages::load(config.pages.templates_dir.as_deref()).context("pages.templates_dir")?;
         let oidc = Arc::new(Oidc::new(config.oidc.clone())?);
+        let bearers = if config.bearer.enabled {
+            Some(Arc::new(
+                Bearers::new(&config.bearer, config.oidc.http_timeout)
+                    .context("building the JWKS client")?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
-            policy: Policy::new(&config.authz),
+            policy: Policy::new(&config.authz)
+                .with_bearer_fallback(config.bearer.fallback_to_cookie),
+            bearers,
             oidc,
             pages,
             clock,
             config,
         })
+    }
+
+    /// Load every bearer issuer's keys in the background and keep them fresh (no-op when
+    /// bearer tokens are off). Start-up never waits for it; readiness reports issuers whose
+    /// keys have not loaded.
+    pub fn start_bearer_keys(&self) {
+        if let Some(b) = &self.bearers {
+            let b = b.clone();
+            tokio::spawn(async move {
+                b.load_all().await;
+                b.spawn_refresh();
+            });
+        }
     }
 
     /// The scheme assumed when the gateway does not say: https when cookies are Secure.
@@ -162,6 +188,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let app = Arc::new(App::new(config, Clock::system())?);
         let listeners = Listeners::bind(&app.config).await?;
         tokio::spawn(app.oidc.clone().discover_until_ready());
+        app.start_bearer_keys();
         listeners.serve(app, shutdown_signal()).await
     })
 }

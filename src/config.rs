@@ -14,6 +14,10 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
+mod bearer;
+
+pub use bearer::{BearerConfig, BearerIssuer, RawBearer, RawBearerIssuer, ALGORITHMS};
+
 use crate::redirect::AllowedDomain;
 use crate::session::cookie::CookieKey;
 
@@ -46,7 +50,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: &str, message: impl Into<String>) -> Self {
         Self {
             key: key.to_string(),
             message: message.into(),
@@ -64,6 +68,7 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub pages: PagesConfig,
     pub log: LogConfig,
+    pub bearer: BearerConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +168,7 @@ pub struct RawConfig {
     pub headers: RawHeaders,
     pub pages: RawPages,
     pub log: RawLog,
+    pub bearer: RawBearer,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -361,7 +367,7 @@ enum OneOrMany {
 }
 
 /// A list, or one string split on commas (how env vars and oauth2-proxy give lists).
-fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(match OneOrMany::deserialize(d)? {
         OneOrMany::Many(v) => v,
         OneOrMany::One(s) => split_list(&s, &[',']),
@@ -480,6 +486,16 @@ impl Config {
     pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let server = validate_server(raw.server)?;
         let oidc = validate_oidc(raw.oidc)?;
+        let login_issuer = BearerIssuer {
+            issuer: oidc.issuer_url.clone(),
+            jwks_uri: None,
+            audiences: vec![oidc.client_id.clone()],
+            algorithms: Vec::new(),
+            user_claim: oidc.user_claim.clone(),
+            email_claim: oidc.email_claim.clone(),
+            groups_claim: oidc.groups_claim.clone(),
+        };
+        let bearer = bearer::validate_bearer(raw.bearer, Some(login_issuer))?;
         let cookie = validate_cookie(raw.cookie)?;
         let authz = validate_authz(raw.authz)?;
         let headers = HeadersConfig {
@@ -514,6 +530,7 @@ impl Config {
             headers,
             pages,
             log,
+            bearer,
         })
     }
 }
@@ -542,12 +559,12 @@ fn figment_error(err: figment::Error) -> ConfigError {
     }
 }
 
-fn non_empty(s: String) -> Option<String> {
+pub(crate) fn non_empty(s: String) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_string())
 }
 
-fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(s.trim())
         .map_err(|e| ConfigError::new(key, format!("{e} (use e.g. \"168h\", \"15m\", \"30s\")")))
 }

@@ -5,17 +5,44 @@ use crate::authz::input::CheckInput;
 use crate::authz::policy::Policy;
 use crate::redirect::{self, ReturnTo};
 use crate::session::Session;
+use crate::token::bearer::{BearerError, Verified};
 
-/// Decide one check from the request, the session found in it (already decrypted), the policy
-/// and the time.
+/// What the request's `Authorization: Bearer` credential turned out to be.
+#[derive(Debug, Clone)]
+pub enum BearerFact {
+    /// None sent, bearer support off, or an opaque token configured to be ignored.
+    Absent,
+    /// A JWT that passed verification.
+    Verified(Verified),
+    /// A credential that failed verification.
+    Invalid(BearerError),
+}
+
+/// Decide one check from the request, the session found in it (already decrypted), the bearer
+/// token's verification, the policy and the time. A bearer token, when present, decides alone:
+/// a valid one is authorized like a session, an invalid one is refused with 401 (never a login
+/// redirect) unless the policy lets it fall back to the cookie.
 pub fn decide(
     input: &CheckInput,
     session: Option<&Session>,
+    bearer: &BearerFact,
     policy: &Policy,
     now: i64,
 ) -> Decision {
     if !input.path_prefix_ok {
         return Decision::Deny(DenyReason::PathPrefixMissing);
+    }
+    match bearer {
+        BearerFact::Verified(t) => {
+            return match policy.authorize(&t.email, &t.groups) {
+                Ok(()) => Decision::Allow,
+                Err(reason) => Decision::Deny(reason),
+            }
+        }
+        BearerFact::Invalid(e) if !policy.bearer_fallback_to_cookie() => {
+            return Decision::BearerInvalid(*e)
+        }
+        BearerFact::Invalid(_) | BearerFact::Absent => {}
     }
     match session.filter(|s| s.is_valid_at(now)) {
         Some(s) => match policy.authorize(&s.email, &s.groups) {
@@ -139,7 +166,11 @@ mod tests {
             ),
         ];
         for (name, input, s, p, want) in cases {
-            assert_eq!(decide(&input, s, p, NOW), want, "{name}");
+            assert_eq!(
+                decide(&input, s, &BearerFact::Absent, p, NOW),
+                want,
+                "{name}"
+            );
         }
     }
 
@@ -149,8 +180,88 @@ mod tests {
         i.path_prefix_ok = false;
         let s = session("a@example.com", &[], NOW + 100);
         assert_eq!(
-            decide(&i, Some(&s), &policy(&["*"], &[]), NOW),
+            decide(&i, Some(&s), &BearerFact::Absent, &policy(&["*"], &[]), NOW),
             Decision::Deny(DenyReason::PathPrefixMissing)
         );
+    }
+
+    fn token(email: &str, groups: &[&str]) -> BearerFact {
+        BearerFact::Verified(std::sync::Arc::new(crate::token::bearer::VerifiedToken {
+            issuer: "https://idp".into(),
+            user: "svc".into(),
+            email: email.into(),
+            preferred_username: "svc".into(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            expires_at: NOW + 60,
+        }))
+    }
+
+    #[test]
+    fn bearer_decision_table() {
+        let valid = session("a@example.com", &["devs"], NOW + 100);
+        let open = policy(&["*"], &[]);
+        let admins = policy(&["*"], &["admins"]);
+        let domain = policy(&["example.com"], &[]);
+        let fallback = policy(&["*"], &[]).with_bearer_fallback(true);
+        let bad = BearerFact::Invalid(BearerError::Expired);
+        let api = || input("/x", "application/json");
+        let cases: Vec<(&str, BearerFact, Option<&Session>, &Policy, Decision)> = vec![
+            ("valid token", token("", &[]), None, &open, Decision::Allow),
+            (
+                "token groups decide",
+                token("", &["devs"]),
+                None,
+                &admins,
+                Decision::Deny(DenyReason::Group),
+            ),
+            (
+                "token groups pass",
+                token("", &["admins"]),
+                None,
+                &admins,
+                Decision::Allow,
+            ),
+            (
+                "token email domain",
+                token("x@other.com", &[]),
+                Some(&valid),
+                &domain,
+                Decision::Deny(DenyReason::EmailDomain),
+            ),
+            (
+                "invalid token never redirects",
+                bad.clone(),
+                None,
+                &open,
+                Decision::BearerInvalid(BearerError::Expired),
+            ),
+            (
+                "invalid token ignores a valid cookie",
+                bad.clone(),
+                Some(&valid),
+                &open,
+                Decision::BearerInvalid(BearerError::Expired),
+            ),
+            (
+                "fallback uses the cookie",
+                bad.clone(),
+                Some(&valid),
+                &fallback,
+                Decision::Allow,
+            ),
+            (
+                "fallback without cookie logs in",
+                bad.clone(),
+                None,
+                &fallback,
+                Decision::Login {
+                    return_to: redirect::validate("/x", &[]).expect("v"),
+                    api: true,
+                },
+            ),
+        ];
+        for (name, b, s, p, want) in cases {
+            assert_eq!(decide(&api(), s, &b, p, NOW), want, "{name}");
+        }
     }
 }

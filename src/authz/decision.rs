@@ -4,6 +4,7 @@
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::redirect::ReturnTo;
+use crate::token::bearer::BearerError;
 
 /// The pure decision for one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +15,13 @@ pub enum Decision {
     Login { return_to: ReturnTo, api: bool },
     /// Refused whatever the caller does next.
     Deny(DenyReason),
+    /// The request's bearer token failed verification: 401 with `WWW-Authenticate: Bearer
+    /// error="invalid_token"` (RFC 6750 §3.1), never a login redirect.
+    BearerInvalid(BearerError),
 }
+
+/// The one HTTP status of [`Decision::BearerInvalid`].
+pub const BEARER_INVALID_STATUS: StatusCode = StatusCode::UNAUTHORIZED;
 
 /// Why a request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -107,6 +107,19 @@ impl CheckInput {
             .any(|v| v.to_ascii_lowercase().contains("text/html"))
     }
 
+    /// The credential of an `Authorization: Bearer <token>` header (scheme case-insensitive,
+    /// RFC 6750 §2.1). Several `authorization` headers, or another scheme: none.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let mut all = self.headers.get_all(http::header::AUTHORIZATION).iter();
+        let (Some(v), None) = (all.next(), all.next()) else {
+            return None;
+        };
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    }
+
     /// `scheme://host` of the original request; the scheme falls back to `default_scheme`.
     pub fn origin(&self, default_scheme: &str) -> String {
         format!(

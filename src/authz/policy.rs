@@ -8,6 +8,7 @@ use crate::config::AuthzConfig;
 pub struct Policy {
     email_domains: Vec<String>,
     allowed_groups: Vec<String>,
+    bearer_fallback_to_cookie: bool,
 }
 
 impl Policy {
@@ -15,7 +16,18 @@ impl Policy {
         Self {
             email_domains: cfg.email_domains.clone(),
             allowed_groups: cfg.allowed_groups.clone(),
+            bearer_fallback_to_cookie: false,
         }
+    }
+
+    /// `bearer.fallback_to_cookie`: an invalid bearer token falls through to the session.
+    pub fn with_bearer_fallback(mut self, on: bool) -> Self {
+        self.bearer_fallback_to_cookie = on;
+        self
+    }
+
+    pub fn bearer_fallback_to_cookie(&self) -> bool {
+        self.bearer_fallback_to_cookie
     }
 
     /// Whether an identity with this email and these groups may pass.
@@ -69,6 +81,7 @@ mod tests {
         Policy {
             email_domains: domains.iter().map(|s| s.to_string()).collect(),
             allowed_groups: groups.iter().map(|s| s.to_string()).collect(),
+            bearer_fallback_to_cookie: false,
         }
     }
 

@@ -16,13 +16,27 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .with_state(app)
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
-    if app.oidc.is_ready() {
-        (StatusCode::OK, "ready\n")
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    if !app.oidc.is_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: identity provider discovery has not completed\n".into(),
+        );
+    }
+    let missing = app
+        .bearers
+        .as_ref()
+        .map(|b| b.not_ready())
+        .unwrap_or_default();
+    if missing.is_empty() {
+        (StatusCode::OK, "ready\n".into())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: identity provider discovery has not completed\n",
+            format!(
+                "not ready: keys of bearer issuer(s) not loaded: {}\n",
+                missing.join(", ")
+            ),
         )
     }
 }
