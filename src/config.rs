@@ -1030,4 +1030,102 @@ mod tests {
         .expect_err("missing");
         assert_eq!(err.key, "--config");
     }
+
+    fn load_toml(toml: &str) -> Result<Config, ConfigError> {
+        let raw = Config::load_raw(
+            &sources(&minimal()),
+            Figment::new().merge(Toml::string(toml)),
+        )?;
+        Config::validate(raw)
+    }
+
+    #[test]
+    fn bearer_defaults_and_the_login_issuer() {
+        let c = load(&[]).expect("valid");
+        assert!(!c.bearer.enabled);
+        assert!(!c.bearer.fallback_to_cookie);
+        assert_eq!(c.bearer.leeway, Duration::from_secs(30));
+        assert_eq!(c.bearer.refetch_interval, Duration::from_secs(30));
+        assert_eq!(c.bearer.cache_size, 10_000);
+        assert_eq!(c.bearer.issuers.len(), 1, "the login issuer");
+        assert_eq!(c.bearer.issuers[0].issuer, "https://idp.example.com");
+        assert_eq!(c.bearer.issuers[0].audiences, vec!["app"]);
+        let c = load(&["bearer.accept_login_issuer=false"]).expect("valid");
+        assert!(c.bearer.issuers.is_empty());
+        let c = load_toml(
+            "[bearer]\nenabled = true\n[[bearer.issuers]]\nissuer = \"https://b.example\"\naudiences = \"x,y\"\nalgorithms = [\"ES256\"]\ngroups_claim = \"roles\"\n",
+        )
+        .expect("valid");
+        let b = &c.bearer.issuers[0];
+        assert_eq!(b.audiences, vec!["x", "y"]);
+        assert_eq!(b.groups_claim, "roles");
+        assert_eq!(b.user_claim, "sub");
+        assert!(b.jwks_uri.is_none());
+    }
+
+    #[test]
+    fn every_bad_bearer_key_is_named() {
+        let issuer = |extra: &str| {
+            format!("[[bearer.issuers]]\nissuer = \"https://b.example\"\naudiences = [\"x\"]\n{extra}\n")
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "[[bearer.issuers]]\naudiences = [\"x\"]".into(),
+                "bearer.issuers[0].issuer",
+            ),
+            (
+                "[[bearer.issuers]]\nissuer = \"ftp://x\"\naudiences = [\"x\"]".into(),
+                "bearer.issuers[0].issuer",
+            ),
+            (
+                "[[bearer.issuers]]\nissuer = \"https://b.example\"".into(),
+                "bearer.issuers[0].audiences",
+            ),
+            (issuer("jwks_uri = \"/jwks\""), "bearer.issuers[0].jwks_uri"),
+            (
+                issuer("algorithms = [\"none\"]"),
+                "bearer.issuers[0].algorithms",
+            ),
+            (
+                issuer("algorithms = [\"HS256\"]"),
+                "bearer.issuers[0].algorithms",
+            ),
+            (
+                issuer("groups_claim = \" \""),
+                "bearer.issuers[0].groups_claim",
+            ),
+            (issuer("nonsense = 1"), "bearer.issuers"),
+            (
+                format!("{}{}", issuer(""), issuer("")),
+                "bearer.issuers[1].issuer",
+            ),
+            ("[bearer]\nleeway = \"1h\"".into(), "bearer.leeway"),
+            ("[bearer]\nleeway = \"soon\"".into(), "bearer.leeway"),
+            (
+                "[bearer]\nrefetch_interval = \"0s\"".into(),
+                "bearer.refetch_interval",
+            ),
+            (
+                "[bearer]\nrefresh_interval = \"1s\"".into(),
+                "bearer.refresh_interval",
+            ),
+            ("[bearer]\ncache_size = 0".into(), "bearer.cache_size"),
+            (
+                "[bearer]\njwks_max_bytes = 10".into(),
+                "bearer.jwks_max_bytes",
+            ),
+            (
+                "[bearer]\nenabled = true\naccept_login_issuer = false".into(),
+                "bearer.issuers",
+            ),
+        ];
+        for (toml, key) in &cases {
+            let err = load_toml(toml).expect_err(toml);
+            assert!(
+                err.key.starts_with(key) || err.message.contains(key),
+                "{toml}: expected key {key}, got {err}"
+            );
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+    }
 }

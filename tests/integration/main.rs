@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bearer;
 mod cli;
 mod support;
 

@@ -43,6 +43,17 @@ impl TestApp {
     }
 
     pub async fn start_with_issuer(idp: DevIdp, sets: &[&str], discover: bool) -> TestApp {
+        Self::start_full(idp, sets, None, discover).await
+    }
+
+    /// Start with overrides and a TOML fragment (for what `--set` cannot say, such as
+    /// `[[bearer.issuers]]` tables). Bearer keys are loaded before this returns.
+    pub async fn start_full(
+        idp: DevIdp,
+        sets: &[&str],
+        toml: Option<&str>,
+        discover: bool,
+    ) -> TestApp {
         let key = CookieKey::generate();
         let mut all: Vec<String> = vec![
             "server.http_address=127.0.0.1:0".into(),
@@ -56,13 +67,29 @@ impl TestApp {
             "oidc.http_timeout=2s".into(),
         ];
         all.extend(sets.iter().map(|s| s.to_string()));
+        let file = toml.map(|t| {
+            let path = std::env::temp_dir().join(format!(
+                "portcullis-test-{}-{}.toml",
+                std::process::id(),
+                portcullis::session::random_id()
+            ));
+            std::fs::write(&path, t).expect("write test config");
+            path
+        });
         let config = Config::load(&Sources {
-            file: None,
+            file: file.clone(),
             sets: all,
             use_env: false,
         })
         .expect("test config");
+        if let Some(f) = file {
+            let _ = std::fs::remove_file(f);
+        }
         let app = Arc::new(App::new(config, Clock::system()).expect("app"));
+        if let Some(b) = &app.bearers {
+            b.load_all().await;
+            b.spawn_refresh();
+        }
         if discover {
             app.oidc.discover().await.expect("discovery");
         } else {
