@@ -53,7 +53,7 @@ class IdP:
     """oidc-provider 8.x (tests/e2e/idp/server.mjs) with one confidential client."""
 
     def __init__(self, work_dir: Path, clients: list[dict], name: str = "idp",
-                 issuer_path: Optional[str] = None):
+                 issuer_path: Optional[str] = None, extra_env: Optional[dict] = None):
         idp_dir = E2E_DIR / "idp"
         if not (idp_dir / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError(
@@ -69,6 +69,7 @@ class IdP:
         env["IDP_CLIENT"] = json.dumps(clients)
         env["IDP_PORT"] = str(self.port)
         env["IDP_ISSUER_PATH"] = self.issuer_path
+        env.update(extra_env or {})
         self.service = Service(name, [node, idp_dir / "server.mjs"], work_dir, env=env, cwd=idp_dir)
         self._discovery: Optional[dict] = None
 
@@ -166,7 +167,8 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
 class Stack:
     """IdP + echo upstream + portcullis + Envoy, all on free loopback ports."""
 
-    def __init__(self, work_dir: Path, name: str = "stack"):
+    def __init__(self, work_dir: Path, name: str = "stack", extra_clients: Optional[list] = None,
+                 idp_env: Optional[dict] = None, portcullis_toml: str = ""):
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -177,6 +179,9 @@ class Stack:
         self.portcullis: Optional[Portcullis] = None
         self.envoy: Optional[Envoy] = None
         self._started: list = []
+        self.extra_clients = extra_clients or []
+        self.idp_env = idp_env or {}
+        self.portcullis_toml = portcullis_toml
 
     @property
     def url(self) -> str:
@@ -204,9 +209,11 @@ class Stack:
         try:
             self.echo = Echo(self.work_dir)
             self._started.append(self.echo.start())
-            self.idp = IdP(self.work_dir, [self.client_metadata()])
+            self.idp = IdP(self.work_dir, [self.client_metadata(), *self.extra_clients],
+                           extra_env=self.idp_env)
             self._started.append(self.idp.start())
-            self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret)
+            self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret,
+                                         extra_toml=self.portcullis_toml.format(issuer=self.idp.issuer))
             self._started.append(self.portcullis.start())
             self.envoy = Envoy(
                 self.work_dir,
