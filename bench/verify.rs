@@ -73,7 +73,11 @@ fn main() {
             assert_eq!(iss, ISS);
             black_box(bearer::verify(&token, &issuer, &set, now, 30).unwrap());
         });
-        println!("{:<28} {:>9.1} µs", format!("uncached {:?}", k.alg), t.as_nanos() as f64 / 1000.0);
+        println!(
+            "{:<28} {:>9.1} µs",
+            format!("uncached {:?}", k.alg),
+            t.as_nanos() as f64 / 1000.0
+        );
     }
     let token = keys[0].sign(&claims);
     let cache = VerifiedCache::new(10_000);
@@ -83,5 +87,9 @@ fn main() {
         assert_eq!(bearer::shape(black_box(&token)), bearer::Shape::Jws);
         black_box(cache.get(&token, now).unwrap());
     });
-    println!("{:<28} {:>9.1} µs", "cached (RS256 token)", t.as_nanos() as f64 / 1000.0);
+    println!(
+        "{:<28} {:>9.1} µs",
+        "cached (RS256 token)",
+        t.as_nanos() as f64 / 1000.0
+    );
 }
