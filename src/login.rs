@@ -159,4 +159,27 @@ mod tests {
             assert_eq!(route("/oauth2", path), want, "{path}");
         }
     }
+
+    #[test]
+    fn bearer_unauthorized_is_a_401_challenge() {
+        let input = CheckInput::new(
+            http::Method::GET,
+            "h",
+            "/x",
+            http::HeaderMap::new(),
+            "rid".into(),
+        );
+        let r = bearer_unauthorized(&input, BearerError::Expired);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let challenge = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == http::header::WWW_AUTHENTICATE)
+            .map(|(_, v)| v.to_str().expect("ascii"));
+        assert_eq!(
+            challenge,
+            Some("Bearer error=\"invalid_token\", error_description=\"token expired\"")
+        );
+        assert!(r.location().is_none());
+    }
 }

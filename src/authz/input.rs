@@ -216,4 +216,27 @@ mod tests {
             assert_eq!(input(hs, "/").is_api(), *api, "{hs:?}");
         }
     }
+
+    #[test]
+    fn bearer_credentials() {
+        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+            (
+                &[("authorization", "Bearer abc.def.ghi")],
+                Some("abc.def.ghi"),
+            ),
+            (&[("authorization", "bearer  tok ")], Some("tok")),
+            (&[("authorization", "BEARER tok")], Some("tok")),
+            (&[("authorization", "Basic dXNlcjpwdw==")], None),
+            (&[("authorization", "Bearer ")], None),
+            (&[("authorization", "Bearertok")], None),
+            (
+                &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                None,
+            ),
+            (&[], None),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(input(headers, "/").bearer_token(), *want, "{headers:?}");
+        }
+    }
 }
