@@ -219,7 +219,8 @@ mod tests {
 
     #[test]
     fn bearer_credentials() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
             (
                 &[("authorization", "Bearer abc.def.ghi")],
                 Some("abc.def.ghi"),
