@@ -21,6 +21,7 @@ use crate::oidc::Oidc;
 use crate::pages::{ErrorPage, Pages};
 use crate::redirect::{self, ReturnTo};
 use crate::session::SessionCookies;
+use crate::token::Bearers;
 
 /// Everything a request needs, built once at start-up.
 pub struct App {
@@ -31,6 +32,8 @@ pub struct App {
     pub pages: Pages,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
+    /// Bearer JWT verification; `None` unless `bearer.enabled`.
+    pub bearers: Option<Arc<Bearers>>,
 }
 
 impl App {
@@ -40,15 +43,38 @@ impl App {
             Pages::load(config.pages.templates_dir.as_deref()).context("pages.templates_dir")?;
         let metrics = Arc::new(Metrics::new());
         let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
+        let bearers = if config.bearer.enabled {
+            Some(Arc::new(
+                Bearers::new(&config.bearer, config.oidc.http_timeout)
+                    .context("building the JWKS client")?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
-            policy: Policy::new(&config.authz),
+            policy: Policy::new(&config.authz)
+                .with_bearer_fallback(config.bearer.fallback_to_cookie),
+            bearers,
             oidc,
             pages,
             metrics,
             clock,
             config,
         })
+    }
+
+    /// Load every bearer issuer's keys in the background and keep them fresh (no-op when
+    /// bearer tokens are off). Start-up never waits for it; readiness reports issuers whose
+    /// keys have not loaded.
+    pub fn start_bearer_keys(&self) {
+        if let Some(b) = &self.bearers {
+            let b = b.clone();
+            tokio::spawn(async move {
+                b.load_all().await;
+                b.spawn_refresh();
+            });
+        }
     }
 
     /// The scheme assumed when the gateway does not say: https when cookies are Secure.
@@ -169,6 +195,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let app = Arc::new(App::new(config, Clock::system())?);
         let listeners = Listeners::bind(&app.config).await?;
         tokio::spawn(app.oidc.clone().discover_until_ready());
+        app.start_bearer_keys();
         listeners.serve(app, shutdown_signal()).await
     })
 }

@@ -14,6 +14,10 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
+mod bearer;
+
+pub use bearer::{BearerConfig, BearerIssuer, RawBearer, RawBearerIssuer, ALGORITHMS};
+
 use crate::redirect::AllowedDomain;
 use crate::session::cookie::CookieKey;
 
@@ -46,7 +50,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: &str, message: impl Into<String>) -> Self {
         Self {
             key: key.to_string(),
             message: message.into(),
@@ -67,6 +71,7 @@ pub struct Config {
     pub compat: CompatConfig,
     /// Things worth telling the operator at start-up (ignored oauth2-proxy options, …).
     pub warnings: Vec<String>,
+    pub bearer: BearerConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +185,7 @@ pub struct RawConfig {
     pub pages: RawPages,
     pub log: RawLog,
     pub compat: RawCompat,
+    pub bearer: RawBearer,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -392,7 +398,7 @@ enum OneOrMany {
 }
 
 /// A list, or one string split on commas (how env vars and oauth2-proxy give lists).
-fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(match OneOrMany::deserialize(d)? {
         OneOrMany::Many(v) => v,
         OneOrMany::One(s) => split_list(&s, &[',']),
@@ -526,6 +532,16 @@ impl Config {
     pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let server = validate_server(raw.server)?;
         let oidc = validate_oidc(raw.oidc)?;
+        let login_issuer = BearerIssuer {
+            issuer: oidc.issuer_url.clone(),
+            jwks_uri: None,
+            audiences: vec![oidc.client_id.clone()],
+            algorithms: Vec::new(),
+            user_claim: oidc.user_claim.clone(),
+            email_claim: oidc.email_claim.clone(),
+            groups_claim: oidc.groups_claim.clone(),
+        };
+        let bearer = bearer::validate_bearer(raw.bearer, Some(login_issuer))?;
         let cookie = validate_cookie(raw.cookie)?;
         let istio_sample = raw.compat.istio_sample;
         let mut raw_authz = raw.authz;
@@ -573,6 +589,7 @@ impl Config {
             log,
             compat: CompatConfig { istio_sample },
             warnings: Vec::new(),
+            bearer,
         })
     }
 }
@@ -618,12 +635,12 @@ fn figment_error(err: figment::Error) -> ConfigError {
     }
 }
 
-fn non_empty(s: String) -> Option<String> {
+pub(crate) fn non_empty(s: String) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_string())
 }
 
-fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(s.trim())
         .map_err(|e| ConfigError::new(key, format!("{e} (use e.g. \"168h\", \"15m\", \"30s\")")))
 }
@@ -1196,5 +1213,103 @@ mod tests {
         })
         .expect_err("missing");
         assert_eq!(err.key, "--config");
+    }
+
+    fn load_toml(toml: &str) -> Result<Config, ConfigError> {
+        let raw = Config::load_raw(
+            &sources(&minimal()),
+            Figment::new().merge(Toml::string(toml)),
+        )?;
+        Config::validate(raw)
+    }
+
+    #[test]
+    fn bearer_defaults_and_the_login_issuer() {
+        let c = load(&[]).expect("valid");
+        assert!(!c.bearer.enabled);
+        assert!(!c.bearer.fallback_to_cookie);
+        assert_eq!(c.bearer.leeway, Duration::from_secs(30));
+        assert_eq!(c.bearer.refetch_interval, Duration::from_secs(30));
+        assert_eq!(c.bearer.cache_size, 10_000);
+        assert_eq!(c.bearer.issuers.len(), 1, "the login issuer");
+        assert_eq!(c.bearer.issuers[0].issuer, "https://idp.example.com");
+        assert_eq!(c.bearer.issuers[0].audiences, vec!["app"]);
+        let c = load(&["bearer.accept_login_issuer=false"]).expect("valid");
+        assert!(c.bearer.issuers.is_empty());
+        let c = load_toml(
+            "[bearer]\nenabled = true\n[[bearer.issuers]]\nissuer = \"https://b.example\"\naudiences = \"x,y\"\nalgorithms = [\"ES256\"]\ngroups_claim = \"roles\"\n",
+        )
+        .expect("valid");
+        let b = &c.bearer.issuers[0];
+        assert_eq!(b.audiences, vec!["x", "y"]);
+        assert_eq!(b.groups_claim, "roles");
+        assert_eq!(b.user_claim, "sub");
+        assert!(b.jwks_uri.is_none());
+    }
+
+    #[test]
+    fn every_bad_bearer_key_is_named() {
+        let issuer = |extra: &str| {
+            format!("[[bearer.issuers]]\nissuer = \"https://b.example\"\naudiences = [\"x\"]\n{extra}\n")
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "[[bearer.issuers]]\naudiences = [\"x\"]".into(),
+                "bearer.issuers[0].issuer",
+            ),
+            (
+                "[[bearer.issuers]]\nissuer = \"ftp://x\"\naudiences = [\"x\"]".into(),
+                "bearer.issuers[0].issuer",
+            ),
+            (
+                "[[bearer.issuers]]\nissuer = \"https://b.example\"".into(),
+                "bearer.issuers[0].audiences",
+            ),
+            (issuer("jwks_uri = \"/jwks\""), "bearer.issuers[0].jwks_uri"),
+            (
+                issuer("algorithms = [\"none\"]"),
+                "bearer.issuers[0].algorithms",
+            ),
+            (
+                issuer("algorithms = [\"HS256\"]"),
+                "bearer.issuers[0].algorithms",
+            ),
+            (
+                issuer("groups_claim = \" \""),
+                "bearer.issuers[0].groups_claim",
+            ),
+            (issuer("nonsense = 1"), "bearer.issuers"),
+            (
+                format!("{}{}", issuer(""), issuer("")),
+                "bearer.issuers[1].issuer",
+            ),
+            ("[bearer]\nleeway = \"1h\"".into(), "bearer.leeway"),
+            ("[bearer]\nleeway = \"soon\"".into(), "bearer.leeway"),
+            (
+                "[bearer]\nrefetch_interval = \"0s\"".into(),
+                "bearer.refetch_interval",
+            ),
+            (
+                "[bearer]\nrefresh_interval = \"1s\"".into(),
+                "bearer.refresh_interval",
+            ),
+            ("[bearer]\ncache_size = 0".into(), "bearer.cache_size"),
+            (
+                "[bearer]\njwks_max_bytes = 10".into(),
+                "bearer.jwks_max_bytes",
+            ),
+            (
+                "[bearer]\nenabled = true\naccept_login_issuer = false".into(),
+                "bearer.issuers",
+            ),
+        ];
+        for (toml, key) in &cases {
+            let err = load_toml(toml).expect_err(toml);
+            assert!(
+                err.key.starts_with(key) || err.message.contains(key),
+                "{toml}: expected key {key}, got {err}"
+            );
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
     }
 }

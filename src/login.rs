@@ -8,12 +8,13 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::app::App;
-use crate::authz::decision::{Allow, Body, Outcome, Reply};
+use crate::authz::decision::{Allow, Body, Outcome, Reply, BEARER_INVALID_STATUS};
 use crate::authz::input::CheckInput;
 use crate::error::Error;
 use crate::identity;
 use crate::oidc;
 use crate::pages::SignIn;
+use crate::token::bearer::BearerError;
 
 /// One of our routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,27 @@ pub fn unauthorized_json(app: &App, input: &CheckInput) -> Reply {
     r
 }
 
+/// 401 for a bearer token that failed verification (RFC 6750 §3.1). `reason` is one of a fixed
+/// set of short texts, never token data.
+pub fn bearer_unauthorized(input: &CheckInput, reason: BearerError) -> Reply {
+    let mut r = Reply::new(
+        BEARER_INVALID_STATUS,
+        Body::json(&json!({
+            "error": "invalid_token",
+            "message": reason.as_str(),
+            "request_id": input.request_id,
+        })),
+    );
+    let challenge = format!(
+        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+        reason.as_str()
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+        r.headers.push((http::header::WWW_AUTHENTICATE, v));
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +172,28 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(route("/oauth2", path), want, "{path}");
         }
+    }
+
+    #[test]
+    fn bearer_unauthorized_is_a_401_challenge() {
+        let input = CheckInput::new(
+            http::Method::GET,
+            "h",
+            "/x",
+            http::HeaderMap::new(),
+            "rid".into(),
+        );
+        let r = bearer_unauthorized(&input, BearerError::Expired);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let challenge = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == http::header::WWW_AUTHENTICATE)
+            .map(|(_, v)| v.to_str().expect("ascii"));
+        assert_eq!(
+            challenge,
+            Some("Bearer error=\"invalid_token\", error_description=\"token expired\"")
+        );
+        assert!(r.location().is_none());
     }
 }

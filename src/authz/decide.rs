@@ -1,5 +1,7 @@
 //! The pure decision: no I/O, no clock; `now` and the facts come in as parameters.
 
+use std::collections::BTreeMap;
+
 use crate::authz::decision::{Decision, DenyReason};
 use crate::authz::input::CheckInput;
 use crate::authz::path;
@@ -7,13 +9,37 @@ use crate::authz::policy::Policy;
 use crate::authz::rules::{self, Action};
 use crate::redirect::{self, ReturnTo};
 use crate::session::Session;
+use crate::token::bearer::{BearerError, Verified};
 
-/// Decide one check from the request, the session found in it (already decrypted), the policy
-/// and the time. Order: gateway agreement, path canonical form, the first matching rule (or the
-/// global rules), then the check's query constraints.
+/// What the request's `Authorization: Bearer` credential turned out to be.
+#[derive(Debug, Clone)]
+pub enum BearerFact {
+    /// None sent, bearer support off, or an opaque token configured to be ignored.
+    Absent,
+    /// A JWT that passed verification.
+    Verified(Verified),
+    /// A credential that failed verification.
+    Invalid(BearerError),
+}
+
+/// Who the request is, from a verified bearer token or a valid session.
+struct Who<'a> {
+    email: &'a str,
+    groups: &'a [String],
+    claims: &'a BTreeMap<String, serde_json::Value>,
+}
+
+static NO_CLAIMS: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+
+/// Decide one check from the request, the session found in it (already decrypted), the bearer
+/// token's verification, the policy and the time. Order: gateway agreement, path canonical
+/// form, an invalid bearer token (401, never a login redirect, unless the policy falls back to
+/// the cookie), then the first matching rule (or the global rules) for whoever the request is —
+/// a verified bearer token stands in for a session — then the check's query constraints.
 pub fn decide(
     input: &CheckInput,
     session: Option<&Session>,
+    bearer: &BearerFact,
     policy: &Policy,
     now: i64,
 ) -> Decision {
@@ -24,6 +50,21 @@ pub fn decide(
         return Decision::Deny(DenyReason::AmbiguousPath);
     };
     let session = session.filter(|s| s.is_valid_at(now));
+    let who = match bearer {
+        BearerFact::Verified(t) => Some(Who {
+            email: &t.email,
+            groups: &t.groups,
+            claims: &NO_CLAIMS,
+        }),
+        BearerFact::Invalid(e) if !policy.bearer_fallback_to_cookie() => {
+            return Decision::BearerInvalid(*e)
+        }
+        BearerFact::Invalid(_) | BearerFact::Absent => session.map(|s| Who {
+            email: &s.email,
+            groups: &s.groups,
+            claims: &s.claims,
+        }),
+    };
     let rule = rules::first_match(&policy.rules, &input.host, &canonical, &input.method);
     let login = || Decision::Login {
         // The original target is relative; it still goes through the validator so that a
@@ -35,7 +76,7 @@ pub fn decide(
         Some((i, Action::Deny)) => Decision::Deny(DenyReason::RuleDeny(i)),
         Some((i, Action::Header { name, value })) => {
             if input.header(name.as_str()) == Some(value.as_str()) {
-                if session.is_some() {
+                if who.is_some() {
                     Decision::Allow
                 } else {
                     Decision::AllowAnonymous
@@ -45,33 +86,31 @@ pub fn decide(
             }
         }
         Some((_, Action::Public)) => {
-            if session.is_some() {
+            if who.is_some() {
                 Decision::Allow
             } else {
                 Decision::AllowAnonymous
             }
         }
-        Some((_, Action::Authenticated)) => match session {
+        Some((_, Action::Authenticated)) => match who {
             Some(_) => Decision::Allow,
             None => login(),
         },
-        Some((i, Action::Require(req))) => match session {
-            Some(s) if req.met_by(&s.email, &s.groups, &s.claims, Policy::email_in) => {
-                Decision::Allow
-            }
+        Some((i, Action::Require(req))) => match &who {
+            Some(w) if req.met_by(w.email, w.groups, w.claims, Policy::email_in) => Decision::Allow,
             Some(_) => Decision::Deny(DenyReason::RuleRequire(i)),
             None => login(),
         },
-        None => match session {
-            Some(s) => match policy.authorize(&s.email, &s.groups) {
+        None => match &who {
+            Some(w) => match policy.authorize(w.email, w.groups) {
                 Ok(()) => Decision::Allow,
                 Err(reason) => Decision::Deny(reason),
             },
             None => login(),
         },
     };
-    match (decision, session) {
-        (Decision::Allow, Some(s)) if !query_constraints_met(input, s) => {
+    match (decision, &who) {
+        (Decision::Allow, Some(w)) if !query_constraints_met(input, w) => {
             Decision::Deny(DenyReason::QueryConstraint)
         }
         (d, _) => d,
@@ -80,7 +119,7 @@ pub fn decide(
 
 /// oauth2-proxy's `/oauth2/auth?allowed_groups=…&allowed_emails=…&allowed_email_domains=…`:
 /// comma lists in the check's query, ANDed with everything else. They can only narrow access.
-fn query_constraints_met(input: &CheckInput, s: &Session) -> bool {
+fn query_constraints_met(input: &CheckInput, s: &Who<'_>) -> bool {
     let list = |name: &str| -> Option<Vec<String>> {
         input.query_param(name).map(|v| {
             v.split(',')
@@ -96,12 +135,12 @@ fn query_constraints_met(input: &CheckInput, s: &Session) -> bool {
         }
     }
     if let Some(emails) = list("allowed_emails") {
-        if !emails.iter().any(|e| e.eq_ignore_ascii_case(&s.email)) {
+        if !emails.iter().any(|e| e.eq_ignore_ascii_case(s.email)) {
             return false;
         }
     }
     if let Some(domains) = list("allowed_email_domains") {
-        if !Policy::email_in(&s.email, &domains) {
+        if !Policy::email_in(s.email, &domains) {
             return false;
         }
     }
@@ -217,7 +256,11 @@ mod tests {
             ),
         ];
         for (name, input, s, p, want) in cases {
-            assert_eq!(decide(&input, s, p, NOW), want, "{name}");
+            assert_eq!(
+                decide(&input, s, &BearerFact::Absent, p, NOW),
+                want,
+                "{name}"
+            );
         }
     }
 
@@ -227,9 +270,89 @@ mod tests {
         i.path_prefix_ok = false;
         let s = session("a@example.com", &[], NOW + 100);
         assert_eq!(
-            decide(&i, Some(&s), &policy(&["*"], &[]), NOW),
+            decide(&i, Some(&s), &BearerFact::Absent, &policy(&["*"], &[]), NOW),
             Decision::Deny(DenyReason::PathPrefixMissing)
         );
+    }
+
+    fn token(email: &str, groups: &[&str]) -> BearerFact {
+        BearerFact::Verified(std::sync::Arc::new(crate::token::bearer::VerifiedToken {
+            issuer: "https://idp".into(),
+            user: "svc".into(),
+            email: email.into(),
+            preferred_username: "svc".into(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            expires_at: NOW + 60,
+        }))
+    }
+
+    #[test]
+    fn bearer_decision_table() {
+        let valid = session("a@example.com", &["devs"], NOW + 100);
+        let open = policy(&["*"], &[]);
+        let admins = policy(&["*"], &["admins"]);
+        let domain = policy(&["example.com"], &[]);
+        let fallback = policy(&["*"], &[]).with_bearer_fallback(true);
+        let bad = BearerFact::Invalid(BearerError::Expired);
+        let api = || input("/x", "application/json");
+        let cases: Vec<(&str, BearerFact, Option<&Session>, &Policy, Decision)> = vec![
+            ("valid token", token("", &[]), None, &open, Decision::Allow),
+            (
+                "token groups decide",
+                token("", &["devs"]),
+                None,
+                &admins,
+                Decision::Deny(DenyReason::Group),
+            ),
+            (
+                "token groups pass",
+                token("", &["admins"]),
+                None,
+                &admins,
+                Decision::Allow,
+            ),
+            (
+                "token email domain",
+                token("x@other.com", &[]),
+                Some(&valid),
+                &domain,
+                Decision::Deny(DenyReason::EmailDomain),
+            ),
+            (
+                "invalid token never redirects",
+                bad.clone(),
+                None,
+                &open,
+                Decision::BearerInvalid(BearerError::Expired),
+            ),
+            (
+                "invalid token ignores a valid cookie",
+                bad.clone(),
+                Some(&valid),
+                &open,
+                Decision::BearerInvalid(BearerError::Expired),
+            ),
+            (
+                "fallback uses the cookie",
+                bad.clone(),
+                Some(&valid),
+                &fallback,
+                Decision::Allow,
+            ),
+            (
+                "fallback without cookie logs in",
+                bad.clone(),
+                None,
+                &fallback,
+                Decision::Login {
+                    return_to: redirect::validate("/x", &[]).expect("v"),
+                    api: true,
+                },
+            ),
+        ];
+        for (name, b, s, p, want) in cases {
+            assert_eq!(decide(&api(), s, &b, p, NOW), want, "{name}");
+        }
     }
 
     fn rule_policy(toml_rules: &str) -> Policy {
@@ -464,7 +587,11 @@ mod tests {
             ),
         ];
         for (name, input, s, want) in cases {
-            assert_eq!(decide(&input, s, &policy, NOW), want, "{name}");
+            assert_eq!(
+                decide(&input, s, &BearerFact::Absent, &policy, NOW),
+                want,
+                "{name}"
+            );
         }
     }
 }

@@ -4,6 +4,7 @@
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::redirect::ReturnTo;
+use crate::token::bearer::BearerError;
 
 /// `google.rpc.Code` values used by the gRPC adapter (see [`Reply::grpc_code`]).
 pub const GRPC_PERMISSION_DENIED: i32 = 7;
@@ -21,7 +22,13 @@ pub enum Decision {
     Login { return_to: ReturnTo, api: bool },
     /// Refused whatever the caller does next.
     Deny(DenyReason),
+    /// The request's bearer token failed verification: 401 with `WWW-Authenticate: Bearer
+    /// error="invalid_token"` (RFC 6750 §3.1), never a login redirect.
+    BearerInvalid(BearerError),
 }
+
+/// The one HTTP status of [`Decision::BearerInvalid`].
+pub const BEARER_INVALID_STATUS: StatusCode = StatusCode::UNAUTHORIZED;
 
 /// Why a request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

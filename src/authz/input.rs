@@ -110,6 +110,19 @@ impl CheckInput {
             .any(|v| v.to_ascii_lowercase().contains("text/html"))
     }
 
+    /// The credential of an `Authorization: Bearer <token>` header (scheme case-insensitive,
+    /// RFC 6750 §2.1). Several `authorization` headers, or another scheme: none.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let mut all = self.headers.get_all(http::header::AUTHORIZATION).iter();
+        let (Some(v), None) = (all.next(), all.next()) else {
+            return None;
+        };
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    }
+
     /// `scheme://host` of the original request; the scheme falls back to `default_scheme`.
     pub fn origin(&self, default_scheme: &str) -> String {
         format!(
@@ -219,6 +232,30 @@ mod tests {
         ];
         for (hs, api) in cases {
             assert_eq!(input(hs, "/").is_api(), *api, "{hs:?}");
+        }
+    }
+
+    #[test]
+    fn bearer_credentials() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
+            (
+                &[("authorization", "Bearer abc.def.ghi")],
+                Some("abc.def.ghi"),
+            ),
+            (&[("authorization", "bearer  tok ")], Some("tok")),
+            (&[("authorization", "BEARER tok")], Some("tok")),
+            (&[("authorization", "Basic dXNlcjpwdw==")], None),
+            (&[("authorization", "Bearer ")], None),
+            (&[("authorization", "Bearertok")], None),
+            (
+                &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                None,
+            ),
+            (&[], None),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(input(headers, "/").bearer_token(), *want, "{headers:?}");
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The protocol-neutral core: `check` gathers the facts (our own routes, the session), asks the
-//! pure `decide`, and turns the decision into an `Outcome` for the adapter to render.
+//! The protocol-neutral core: `check` gathers the facts (our own routes, the session, the
+//! bearer token's verification), asks the pure `decide`, and turns the decision into an
+//! `Outcome` for the adapter to render.
 
 pub mod decide;
 pub mod decision;
@@ -14,6 +15,10 @@ use crate::error::Error;
 use crate::identity;
 use crate::login;
 use crate::pages::SignedIn;
+use crate::session::Session;
+use crate::token::bearer::{self, Shape};
+use crate::token::Verdict;
+use decide::BearerFact;
 use decision::{Allow, Body, Decision, Outcome};
 use input::CheckInput;
 
@@ -65,7 +70,13 @@ fn classify(
 
 /// `compat.istio_sample`: the header rule decides, the sample's answers are rendered.
 fn istio_sample(app: &App, input: &CheckInput) -> Outcome {
-    let decision = decide::decide(input, None, &app.policy, app.clock.now());
+    let decision = decide::decide(
+        input,
+        None,
+        &decide::BearerFact::Absent,
+        &app.policy,
+        app.clock.now(),
+    );
     let allowed = matches!(decision, Decision::AllowAnonymous | Decision::Allow);
     tracing::info!(request_id = %input.request_id, "{}", sample::log_line(input, allowed));
     if allowed {
@@ -93,10 +104,30 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     }
     let now = app.clock.now();
     let session = app.sessions.load(input, now);
-    let decision = decide::decide(input, session.as_ref(), &app.policy, now);
-    match (decision, session) {
+    let (bearer, token) = bearer_fact(app, input, now).await?;
+    let decision = decide::decide(input, session.as_ref(), &bearer, &app.policy, now);
+    // The identity behind an allow: the verified token's (as a transient session carrying the
+    // caller's own token for the optional headers), else the cookie session's.
+    let via_bearer = matches!(bearer, BearerFact::Verified(_));
+    let identity = match (&bearer, token) {
+        (BearerFact::Verified(t), Some(raw)) => Some(Session {
+            id: String::new(),
+            user: t.user.clone(),
+            email: t.email.clone(),
+            preferred_username: t.preferred_username.clone(),
+            groups: t.groups.clone(),
+            id_token: Some(raw.to_string()),
+            access_token: Some(raw.to_string()),
+            created_at: now,
+            expires_at: t.expires_at,
+            claims: Default::default(),
+        }),
+        _ => session,
+    };
+    match (decision, identity) {
         (Decision::Allow, Some(s)) => {
-            let body = (app.config.pages.signed_in_page && !input.is_api()).then(|| {
+            let page = app.config.pages.signed_in_page && !input.is_api() && !via_bearer;
+            let body = page.then(|| {
                 Body::html(app.pages.signed_in(&SignedIn {
                     user: &s.user,
                     email: &s.email,
@@ -112,13 +143,16 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             }))
         }
         (Decision::AllowAnonymous, _) | (Decision::Allow, None) => Ok(Outcome::Allow(Allow {
-            headers: identity::upstream_headers(
-                &crate::session::Session::anonymous(),
-                &app.config.headers,
-            ),
+            headers: identity::upstream_headers(&Session::anonymous(), &app.config.headers),
             set_cookies: Vec::new(),
             body: None,
         })),
+        (Decision::BearerInvalid(reason), _) => {
+            tracing::info!(request_id = %input.request_id, reason = reason.as_str(), "bearer token refused");
+            let mut reply = login::bearer_unauthorized(input, reason);
+            reply.reason = Some("bearer_invalid");
+            Ok(Outcome::Reply(reply))
+        }
         (Decision::Login { api: true, .. }, _) => {
             Ok(Outcome::Reply(login::unauthorized_json(app, input)))
         }
@@ -144,16 +178,49 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
                 app.error_page(reason.status(), "Access denied", reason.message(), input);
             reply.reason = Some(reason.as_str());
             // A session the global policy refuses is dropped, so signing in as someone else
-            // works; a route-specific refusal keeps it (the user may still use other pages).
-            let clear = if matches!(
-                reason,
-                decision::DenyReason::EmailDomain | decision::DenyReason::Group
-            ) {
+            // works; a route-specific refusal keeps it (the user may still use other pages),
+            // and a refused bearer token leaves the cookie alone.
+            let clear = if !via_bearer
+                && matches!(
+                    reason,
+                    decision::DenyReason::EmailDomain | decision::DenyReason::Group
+                ) {
                 app.sessions.clear(input)
             } else {
                 Vec::new()
             };
             Ok(Outcome::Reply(reply.with_cookies(clear)))
         }
+    }
+}
+
+/// The bearer credential's fact, and the raw token when it verified. `Err` only when the
+/// token's issuer is configured but its keys never loaded (503, so the gateway's failure mode
+/// applies).
+async fn bearer_fact<'a>(
+    app: &App,
+    input: &'a CheckInput,
+    now: i64,
+) -> Result<(BearerFact, Option<&'a str>), Error> {
+    let Some(bearers) = app.bearers.as_ref() else {
+        return Ok((BearerFact::Absent, None));
+    };
+    let Some(token) = input.bearer_token() else {
+        return Ok((BearerFact::Absent, None));
+    };
+    match bearer::shape(token) {
+        Shape::Opaque if app.config.bearer.ignore_opaque_tokens => {
+            return Ok((BearerFact::Absent, None))
+        }
+        Shape::Opaque => return Ok((BearerFact::Invalid(bearer::BearerError::Malformed), None)),
+        Shape::Bad(e) => return Ok((BearerFact::Invalid(e), None)),
+        Shape::Jws => {}
+    }
+    match bearers.verify(token, now).await {
+        Verdict::Verified(v) => Ok((BearerFact::Verified(v), Some(token))),
+        Verdict::Rejected(e) => Ok((BearerFact::Invalid(e), None)),
+        Verdict::KeysUnavailable(issuer) => Err(Error::ProviderNotReady(format!(
+            "keys of bearer issuer {issuer} are not loaded"
+        ))),
     }
 }

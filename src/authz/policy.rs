@@ -13,6 +13,7 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Claims the rules need from a login.
     pub claim_names: Vec<String>,
+    bearer_fallback_to_cookie: bool,
 }
 
 impl Policy {
@@ -22,7 +23,18 @@ impl Policy {
             allowed_groups: cfg.allowed_groups.clone(),
             claim_names: crate::authz::rules::claim_names(&cfg.rules),
             rules: cfg.rules.clone(),
+            bearer_fallback_to_cookie: false,
         }
+    }
+
+    /// `bearer.fallback_to_cookie`: an invalid bearer token falls through to the session.
+    pub fn with_bearer_fallback(mut self, on: bool) -> Self {
+        self.bearer_fallback_to_cookie = on;
+        self
+    }
+
+    pub fn bearer_fallback_to_cookie(&self) -> bool {
+        self.bearer_fallback_to_cookie
     }
 
     /// Whether `email` is in one of `domains` (same matching as `authz.email_domains`).
@@ -83,6 +95,7 @@ mod tests {
             allowed_groups: groups.iter().map(|s| s.to_string()).collect(),
             rules: Vec::new(),
             claim_names: Vec::new(),
+            bearer_fallback_to_cookie: false,
         }
     }
 

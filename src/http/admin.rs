@@ -27,13 +27,27 @@ async fn metrics(State(app): State<Arc<App>>) -> impl axum::response::IntoRespon
     )
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
-    if app.oidc.is_ready() {
-        (StatusCode::OK, "ready\n")
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    if !app.oidc.is_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: identity provider discovery has not completed\n".into(),
+        );
+    }
+    let missing = app
+        .bearers
+        .as_ref()
+        .map(|b| b.not_ready())
+        .unwrap_or_default();
+    if missing.is_empty() {
+        (StatusCode::OK, "ready\n".into())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: identity provider discovery has not completed\n",
+            format!(
+                "not ready: keys of bearer issuer(s) not loaded: {}\n",
+                missing.join(", ")
+            ),
         )
     }
 }

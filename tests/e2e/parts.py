@@ -53,7 +53,7 @@ class IdP:
     """oidc-provider 8.x (tests/e2e/idp/server.mjs) with one confidential client."""
 
     def __init__(self, work_dir: Path, clients: list[dict], name: str = "idp",
-                 issuer_path: Optional[str] = None):
+                 issuer_path: Optional[str] = None, extra_env: Optional[dict] = None):
         idp_dir = E2E_DIR / "idp"
         if not (idp_dir / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError(
@@ -69,6 +69,7 @@ class IdP:
         env["IDP_CLIENT"] = json.dumps(clients)
         env["IDP_PORT"] = str(self.port)
         env["IDP_ISSUER_PATH"] = self.issuer_path
+        env.update(extra_env or {})
         self.service = Service(name, [node, idp_dir / "server.mjs"], work_dir, env=env, cwd=idp_dir)
         self._discovery: Optional[dict] = None
 
@@ -174,13 +175,15 @@ class Stack:
 
     def __init__(self, work_dir: Path, name: str = "stack", mode: str = "http",
                  portcullis_sets: tuple[str, ...] = (), portcullis_toml: str = "",
-                 envoy_template: Optional[Path] = None):
+                 envoy_template: Optional[Path] = None, extra_clients: Optional[list] = None,
+                 idp_env: Optional[dict] = None):
         if mode not in ("http", "grpc"):
             raise ValueError(f"mode must be http or grpc, not {mode!r}")
         self.mode = mode
         self.portcullis_sets = tuple(portcullis_sets)
         self.envoy_template = envoy_template  # HTTP mode; default: envoy_gateway.HTTP_TEMPLATE
-        self.portcullis_toml = portcullis_toml  # appended to portcullis's config (after [log])
+        # Appended to portcullis's config (after [log]); "{issuer}" is replaced by the IdP's.
+        self.portcullis_toml = portcullis_toml
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -191,6 +194,9 @@ class Stack:
         self.portcullis: Optional[Portcullis] = None
         self.envoy: Optional[Envoy] = None
         self._started: list = []
+        self.extra_clients = extra_clients or []
+        self.idp_env = idp_env or {}
+        self.portcullis_toml = portcullis_toml
 
     @property
     def url(self) -> str:
@@ -218,10 +224,12 @@ class Stack:
         try:
             self.echo = Echo(self.work_dir)
             self._started.append(self.echo.start())
-            self.idp = IdP(self.work_dir, [self.client_metadata()])
+            self.idp = IdP(self.work_dir, [self.client_metadata(), *self.extra_clients],
+                           extra_env=self.idp_env)
             self._started.append(self.idp.start())
             self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret,
-                                         sets=self.portcullis_sets, extra_toml=self.portcullis_toml)
+                                         sets=self.portcullis_sets,
+                                         extra_toml=self.portcullis_toml.replace("{issuer}", self.idp.issuer))
             self._started.append(self.portcullis.start())
             if self.mode == "grpc":
                 provider = istio_provider("envoyExtAuthzGrpc")

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bearer;
 mod cli;
 mod grpc;
 mod support;
@@ -714,12 +715,7 @@ cookie_secure = false
 
 #[tokio::test]
 async fn per_route_rules_through_the_check_listener() {
-    let dir = std::env::temp_dir().join(format!("portcullis-rules-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("rules.toml");
-    std::fs::write(
-        &file,
-        r#"
+    let rules = r#"
 [[authz.rules]]
 paths = ["/public/*"]
 action = "public"
@@ -731,10 +727,7 @@ groups = ["admins"]
 paths = ["/api/*"]
 action = "authenticated"
 api = true
-"#,
-    )
-    .unwrap();
-    // The file is loaded through the same layers as a user's --config.
+"#;
     let idp = portcullis::dev_idp::start(
         "127.0.0.1:0".parse().unwrap(),
         portcullis::dev_idp::DevClient {
@@ -745,7 +738,8 @@ api = true
     )
     .await
     .unwrap();
-    let t = TestApp::start_with_issuer_and_file(idp, Some(file), &[]).await;
+    // The rules are loaded through the same layers as a user's --config file.
+    let t = TestApp::start_full(idp, &[], Some(rules), true).await;
 
     // Public: no login, and a spoofed identity header is overwritten with an empty value.
     let r = Browser::new()
@@ -778,5 +772,4 @@ api = true
     admin.login(&t.url("/"), "ann", "admins").await;
     assert_eq!(admin.get(&t.url("/admin/panel")).await.status, 200);
     t.stop().await;
-    std::fs::remove_dir_all(dir).ok();
 }

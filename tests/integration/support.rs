@@ -44,22 +44,15 @@ impl TestApp {
     }
 
     pub async fn start_with_issuer(idp: DevIdp, sets: &[&str], discover: bool) -> TestApp {
-        Self::start_full(idp, None, sets, discover).await
+        Self::start_full(idp, sets, None, discover).await
     }
 
-    /// With a configuration file under the test settings (as `--config FILE`).
-    pub async fn start_with_issuer_and_file(
+    /// Start with overrides and a TOML fragment (for what `--set` cannot say, such as
+    /// `[[bearer.issuers]]` tables). Bearer keys are loaded before this returns.
+    pub async fn start_full(
         idp: DevIdp,
-        file: Option<std::path::PathBuf>,
         sets: &[&str],
-    ) -> TestApp {
-        Self::start_full(idp, file, sets, true).await
-    }
-
-    async fn start_full(
-        idp: DevIdp,
-        file: Option<std::path::PathBuf>,
-        sets: &[&str],
+        toml: Option<&str>,
         discover: bool,
     ) -> TestApp {
         let key = CookieKey::generate();
@@ -76,14 +69,30 @@ impl TestApp {
             "oidc.http_timeout=2s".into(),
         ];
         all.extend(sets.iter().map(|s| s.to_string()));
+        let file = toml.map(|t| {
+            let path = std::env::temp_dir().join(format!(
+                "portcullis-test-{}-{}.toml",
+                std::process::id(),
+                portcullis::session::random_id()
+            ));
+            std::fs::write(&path, t).expect("write test config");
+            path
+        });
         let config = Config::load(&Sources {
-            file,
+            file: file.clone(),
             oauth2_proxy_file: None,
             sets: all,
             use_env: false,
         })
         .expect("test config");
+        if let Some(f) = file {
+            let _ = std::fs::remove_file(f);
+        }
         let app = Arc::new(App::new(config, Clock::system()).expect("app"));
+        if let Some(b) = &app.bearers {
+            b.load_all().await;
+            b.spawn_refresh();
+        }
         if discover {
             app.oidc.discover().await.expect("discovery");
         } else {

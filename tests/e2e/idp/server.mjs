@@ -17,6 +17,10 @@
 //   IDP_ACCESS_TOKEN_TTL   lifetime of access tokens in seconds (default 3600)
 //   IDP_ID_TOKEN_TTL       lifetime of ID tokens in seconds (default 3600)
 //   IDP_PKCE_REQUIRED      1 (default): authorization requests without PKCE are refused; 0: optional
+//   IDP_API_RESOURCE       a resource indicator (e.g. urn:portcullis:e2e-api): enables the
+//                          client_credentials grant and resource indicators; a token request with
+//                          resource=<it> gets an RS256 JWT access token with aud=<it> and, for
+//                          client credentials, groups ["services"] (bearer-token tests)
 //
 // The issuer is http://127.0.0.1:<port>[/PATH]. When the server listens it prints `READY <port>` on
 // stdout. Accounts: any login name is accepted with any password; `alice` and `bob` have the
@@ -26,7 +30,7 @@ import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const { values: args } = parseArgs({
   options: {
@@ -49,6 +53,7 @@ if (issuerPath && !issuerPath.startsWith('/')) {
   process.exit(2);
 }
 const pkceRequired = (process.env.IDP_PKCE_REQUIRED ?? '1') !== '0';
+const apiResource = process.env.IDP_API_RESOURCE ?? '';
 
 if (!clientJson) {
   console.error('server.mjs: a client is required (--client JSON or IDP_CLIENT)');
@@ -142,9 +147,33 @@ server.listen(requestedPort, '127.0.0.1', () => {
       revocation: { enabled: true },
       introspection: { enabled: true },
       userinfo: { enabled: true },
+      clientCredentials: { enabled: Boolean(apiResource) },
+      resourceIndicators: {
+        enabled: Boolean(apiResource),
+        // Only an explicit resource=<apiResource> gets a JWT; the login flow stays as it was.
+        defaultResource: () => undefined,
+        useGrantedResource: () => false,
+        getResourceServerInfo(ctx, resourceIndicator) {
+          if (resourceIndicator !== apiResource) {
+            throw new errors.InvalidTarget();
+          }
+          return {
+            scope: 'api:read',
+            audience: apiResource,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
     },
+    ...(apiResource ? {
+      async extraTokenClaims(ctx, token) {
+        return token.kind === 'ClientCredentials' ? { groups: ['services'] } : undefined;
+      },
+    } : {}),
     ttl: {
       AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtl,
       IdToken: idTokenTtl,
     },
     async findAccount(ctx, sub) {
