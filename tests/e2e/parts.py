@@ -173,6 +173,10 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
 class Stack:
     """IdP + echo upstream + portcullis + Envoy, all on free loopback ports.
 
+    `mode` is the ext_authz protocol Envoy uses: "http" (tests/e2e/envoy_http.yaml, or
+    `envoy_template`) or "grpc" (config/envoy/envoy-grpc.yaml with config/istio/mesh-config.yaml's
+    gRPC provider)."""
+
     def __init__(self, work_dir: Path, name: str = "stack", mode: str = "http",
                  portcullis_sets: tuple[str, ...] = (), portcullis_toml: str = "",
                  envoy_template: Optional[Path] = None, extra_clients: Optional[list] = None,
@@ -196,7 +200,6 @@ class Stack:
         self._started: list = []
         self.extra_clients = extra_clients or []
         self.idp_env = idp_env or {}
-        self.portcullis_toml = portcullis_toml
 
     @property
     def url(self) -> str:
