@@ -19,3 +19,4 @@ pub mod oidc;
 pub mod pages;
 pub mod redirect;
 pub mod session;
+pub mod theme;

@@ -7,10 +7,12 @@ pub mod input;
 pub mod policy;
 
 use crate::app::App;
+use crate::config::LoginMode;
 use crate::error::Error;
 use crate::identity;
 use crate::login;
 use crate::pages::SignedIn;
+use crate::redirect;
 use decision::{Allow, Body, Decision, Outcome};
 use input::CheckInput;
 
@@ -53,6 +55,7 @@ fn classify(
         Ok(Outcome::Reply(r)) => match (r.reason, r.status().as_u16()) {
             (Some(reason), _) => ("deny", reason),
             (None, 302) => ("login", "redirect"),
+            (None, 401) if r.body.content_type.starts_with("text/html") => ("login", "page"),
             (None, 401) => ("login", "api"),
             (None, s) if s >= 500 => ("error", "reply"),
             (None, _) => ("deny", "other"),
@@ -71,7 +74,12 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     let decision = decide::decide(input, session.as_ref(), &app.policy, now);
     match (decision, session) {
         (Decision::Allow, Some(s)) => {
+            let mut headers = identity::upstream_headers(&s, &app.config.headers);
             let body = (app.config.pages.signed_in_page && !input.is_api()).then(|| {
+                // Only when portcullis is browsed directly does this page reach a browser; it
+                // gets the same security headers as every other page.
+                let page = app.page_reply(http::StatusCode::UNAUTHORIZED, String::new());
+                headers.extend(page.headers);
                 Body::html(app.pages.signed_in(&SignedIn {
                     user: &s.user,
                     email: &s.email,
@@ -81,7 +89,7 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
                 }))
             });
             Ok(Outcome::Allow(Allow {
-                headers: identity::upstream_headers(&s, &app.config.headers),
+                headers,
                 set_cookies: Vec::new(),
                 body,
             }))
@@ -90,9 +98,12 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
         (Decision::Login { api: true, .. }, _) => {
             Ok(Outcome::Reply(login::unauthorized_json(app, input)))
         }
-        (Decision::Login { return_to, .. }, _) => Ok(Outcome::Reply(crate::oidc::start::start(
-            app, input, &return_to,
-        )?)),
+        (Decision::Login { return_to, .. }, _) => match app.config.pages.login_mode {
+            LoginMode::Redirect => Ok(Outcome::Reply(crate::oidc::start::start(
+                app, input, &return_to, false,
+            )?)),
+            LoginMode::Page => Ok(Outcome::Reply(login::sign_in_page(app, input, &return_to))),
+        },
         (Decision::Deny(reason), _) => {
             if reason == decision::DenyReason::PathPrefixMissing {
                 tracing::error!(
@@ -103,9 +114,9 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             } else {
                 tracing::info!(request_id = %input.request_id, reason = reason.as_str(), "denied");
             }
-            let mut reply =
-                app.error_page(reason.status(), "Access denied", reason.message(), input);
-            reply.reason = Some(reason.as_str());
+            let return_to = redirect::validate(&input.path_and_query(), &[])
+                .unwrap_or_else(redirect::ReturnTo::root);
+            let reply = app.denied_page(reason, input, &return_to);
             // A session the policy refuses is dropped, so signing in as someone else works.
             let clear = if reason == decision::DenyReason::PathPrefixMissing {
                 Vec::new()

@@ -100,7 +100,7 @@ class IdP:
 
 class Portcullis:
     def __init__(self, work_dir: Path, issuer: str, client_secret: str, name: str = "portcullis",
-                 extra_toml: str = ""):
+                 extra_toml: str = "", authz_toml: str = ""):
         binary = portcullis_binary()
         if not binary.is_file():
             raise RuntimeError(
@@ -129,6 +129,7 @@ secure = false
 
 [authz]
 redirect_domains = ["127.0.0.1:*"]
+{authz_toml}
 
 [log]
 level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
@@ -166,8 +167,10 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
 class Stack:
     """IdP + echo upstream + portcullis + Envoy, all on free loopback ports."""
 
-    def __init__(self, work_dir: Path, name: str = "stack", portcullis_toml: str = ""):
+    def __init__(self, work_dir: Path, name: str = "stack", portcullis_toml: str = "",
+                 authz_toml: str = ""):
         self.portcullis_toml = portcullis_toml  # appended to portcullis's config (after [log])
+        self.authz_toml = authz_toml  # lines added to its [authz] table
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -193,7 +196,11 @@ class Stack:
             "client_id": CLIENT_ID,
             "client_secret": self.client_secret,
             "redirect_uris": [self.callback_url],
-            "post_logout_redirect_uris": [f"{self.url}/", f"{self.url}/signed-out"],
+            "post_logout_redirect_uris": [
+                f"{self.url}/",
+                f"{self.url}/signed-out",
+                f"{self.url}/oauth2/signed_out",
+            ],
         }
 
     def start(self) -> "Stack":
@@ -208,7 +215,8 @@ class Stack:
             self.idp = IdP(self.work_dir, [self.client_metadata()])
             self._started.append(self.idp.start())
             self.portcullis = Portcullis(
-                self.work_dir, self.idp.issuer, self.client_secret, extra_toml=self.portcullis_toml
+                self.work_dir, self.idp.issuer, self.client_secret,
+                extra_toml=self.portcullis_toml, authz_toml=self.authz_toml,
             )
             self._started.append(self.portcullis.start())
             self.envoy = Envoy(
