@@ -93,17 +93,23 @@ pub struct Palette {
 impl Palette {
     /// Derive both schemes from one accent colour.
     pub fn from_accent(accent: Rgb) -> Palette {
-        // Light scheme: the accent as configured; text on the white card darkened if needed.
+        // Light scheme: the accent as configured, unless neither white nor dark text reads on
+        // it (mid greys); text on the white card darkened if needed.
+        let fill = if contrast(WHITE, accent).max(contrast(INK_LIGHT, accent)) >= MIN_CONTRAST {
+            accent
+        } else {
+            until_readable(accent, BLACK, WHITE)
+        };
         let light_text = until_readable(accent, BLACK, CARD_LIGHT);
-        let light_hover = accent.mix(BLACK, 0.18);
+        let light_hover = fill.mix(BLACK, 0.18);
         // Dark scheme: lighten until it reads on the dark card, and use that for the button too.
         let dark_fill = until_readable(accent, WHITE, CARD_DARK);
         let dark_hover = dark_fill.mix(WHITE, 0.25);
         Palette {
             light: AccentSet {
-                fill: accent.hex(),
+                fill: fill.hex(),
                 hover: light_hover.hex(),
-                on_fill: on(accent, light_hover).hex(),
+                on_fill: on(fill, light_hover).hex(),
                 text: light_text.hex(),
             },
             dark: AccentSet {
