@@ -121,6 +121,9 @@ def test_deep_link_login_silent_relogin_and_sign_out(app_stack, browser):
     b.wait_for("the signed-out page", lambda: b.has("main h1") and "signed out" in b.find("h1").text)
     assert b.url == s.url + "/oauth2/signed_out", b.url
     assert b.find("h1").text == "You're signed out"
+    assert b.driver.title == "Signed out", "no pages.title configured"
+    assert not b.has("header.brand"), "no brand header without title or logo"
+    assert_our_page_is_sound(b, "signed-out (unbranded)")
     again = b.find("a.button")
     assert again.text == "Sign in again"
     b.get(s.url + "/app/")
