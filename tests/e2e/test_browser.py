@@ -150,6 +150,20 @@ def test_two_tabs_log_in_at_once(app_stack, browser):
     assert_app_page(b, s, "/app/two?tab=2", "alice")
 
 
+def test_default_sign_in_page(app_stack, browser):
+    b, s = browser, app_stack
+    b.get(s.url + "/oauth2/sign_in?rd=/app/x%3Fy%3D1")
+    assert b.find("h1").text == "Sign in to continue"
+    assert b.driver.title == "Sign in"
+    button = b.find("a.button")
+    assert button.text == "Sign in with OpenID Connect"
+    assert_our_page_is_sound(b, "sign-in (default)")
+    b.screenshots("sign-in-default")
+    button.click()
+    b.idp_login("alice")
+    assert_app_page(b, s, "/app/x?y=1", "alice")
+
+
 # -- page mode, a group policy, branding -----------------------------------------------------
 def test_sign_in_page_error_page_and_switching_account(admins_stack, browser):
     b, s = browser, admins_stack
