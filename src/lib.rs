@@ -20,4 +20,5 @@ pub mod oidc;
 pub mod pages;
 pub mod redirect;
 pub mod session;
+pub mod theme;
 pub mod token;

@@ -13,7 +13,8 @@ use crate::authz::input::CheckInput;
 use crate::error::Error;
 use crate::identity;
 use crate::oidc;
-use crate::pages::SignIn;
+use crate::pages::{SignIn, SignedOut};
+use crate::redirect::ReturnTo;
 use crate::token::bearer::BearerError;
 
 /// One of our routes.
@@ -23,6 +24,7 @@ pub enum Route {
     Callback,
     SignIn,
     SignOut,
+    SignedOut,
     UserInfo,
     /// Under the prefix but not a route we have.
     Unknown,
@@ -36,6 +38,7 @@ impl Route {
             Route::Callback => "callback",
             Route::SignIn => "sign_in",
             Route::SignOut => "sign_out",
+            Route::SignedOut => "signed_out",
             Route::UserInfo => "userinfo",
             Route::Unknown => "unknown",
         }
@@ -53,6 +56,7 @@ pub fn route(prefix: &str, path: &str) -> Option<Route> {
         "/callback" => Route::Callback,
         "/sign_in" => Route::SignIn,
         "/sign_out" => Route::SignOut,
+        "/signed_out" => Route::SignedOut,
         "/userinfo" => Route::UserInfo,
         _ => Route::Unknown,
     })
@@ -63,11 +67,18 @@ pub async fn handle(app: &App, route: Route, input: &CheckInput) -> Result<Outco
     let reply = match route {
         Route::Start => {
             let return_to = app.return_to(input.query_param("rd").as_deref());
-            oidc::start::start(app, input, &return_to)?
+            // `prompt=login` ("Sign in with a different account"): the IdP must show its form
+            // even if its session is alive. Other values are ignored.
+            let force_login = input.query_param("prompt").as_deref() == Some("login");
+            oidc::start::start(app, input, &return_to, force_login)?
         }
         Route::Callback => oidc::callback::callback(app, input).await?,
         Route::SignOut => oidc::logout::sign_out(app, input),
-        Route::SignIn => sign_in(app, input),
+        Route::SignIn => {
+            let return_to = app.return_to(input.query_param("rd").as_deref());
+            sign_in_page(app, input, &return_to)
+        }
+        Route::SignedOut => signed_out(app, input),
         Route::UserInfo => return Ok(userinfo(app, input)),
         Route::Unknown => app.error_page(
             StatusCode::NOT_FOUND,
@@ -79,9 +90,9 @@ pub async fn handle(app: &App, route: Route, input: &CheckInput) -> Result<Outco
     Ok(Outcome::Reply(reply))
 }
 
-/// The sign-in page. Served as 401 rather than 200: through a gateway a 200 would be an allow.
-fn sign_in(app: &App, input: &CheckInput) -> Reply {
-    let return_to = app.return_to(input.query_param("rd").as_deref());
+/// The sign-in page whose button starts a login back to `return_to`. Served as 401 rather than
+/// 200: through a gateway a 200 would be an allow.
+pub fn sign_in_page(app: &App, input: &CheckInput, return_to: &ReturnTo) -> Reply {
     let html = app.pages.sign_in(&SignIn {
         provider_name: &app.config.pages.provider_name,
         proxy_prefix: &app.config.server.proxy_prefix,
@@ -89,7 +100,19 @@ fn sign_in(app: &App, input: &CheckInput) -> Reply {
         footer: &app.config.pages.footer,
         request_id: &input.request_id,
     });
-    Reply::new(StatusCode::UNAUTHORIZED, Body::html(html))
+    app.page_reply(StatusCode::UNAUTHORIZED, html)
+}
+
+/// Where sign-out lands by default: "you're signed out", with a way back in (to `rd`, else
+/// `/`). 401 like the sign-in page, never 200.
+fn signed_out(app: &App, input: &CheckInput) -> Reply {
+    let return_to = app.return_to(input.query_param("rd").as_deref());
+    let html = app.pages.signed_out(&SignedOut {
+        proxy_prefix: &app.config.server.proxy_prefix,
+        redirect: return_to.as_str(),
+        footer: &app.config.pages.footer,
+    });
+    app.page_reply(StatusCode::UNAUTHORIZED, html)
 }
 
 /// The signed-in user as JSON (an allow, with the identity headers), or 401 JSON.
@@ -160,6 +183,7 @@ mod tests {
             ("/oauth2/callback/", Some(Route::Callback)),
             ("/oauth2/sign_in", Some(Route::SignIn)),
             ("/oauth2/sign_out", Some(Route::SignOut)),
+            ("/oauth2/signed_out", Some(Route::SignedOut)),
             ("/oauth2/userinfo", Some(Route::UserInfo)),
             ("/oauth2", Some(Route::Unknown)),
             ("/oauth2/", Some(Route::Unknown)),

@@ -25,7 +25,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(e) = portcullis::pages::Pages::load(config.pages.templates_dir.as_deref()) {
+    if let Err(e) = portcullis::pages::Pages::new(
+        config.pages.templates_dir.as_deref(),
+        portcullis::pages::Branding::from(&config.pages),
+    ) {
         eprintln!("portcullis: invalid configuration: pages.templates_dir: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }

@@ -1,8 +1,12 @@
-//! HTML pages: sign-in, error and signed-in, rendered with minijinja.
+//! HTML pages: sign-in, error, signed-out and signed-in, rendered with minijinja.
 //!
 //! The built-in templates are compiled into the binary. An operator may override any of them
-//! (`layout.html`, `sign_in.html`, `error.html`, `signed_in.html`) by putting a file of the same
-//! name in a custom templates directory. Every template is compiled in [`Pages::load`], so a
+//! (`layout.html`, `sign_in.html`, `error.html`, `signed_out.html`, `signed_in.html`,
+//! `style.css`) by putting a file of the same name in a custom templates directory.
+//!
+//! The stylesheet (`style.css`, with the accent colours of [`crate::theme`]) is rendered once
+//! at load time and handed to the layout as `style`; the pages' Content-Security-Policy allows
+//! exactly that text by its SHA-256 hash, so no other inline style and no script ever runs. Every template is compiled in [`Pages::load`], so a
 //! syntax error stops startup instead of surfacing on a request.
 //!
 //! Each template gets our snake_case variables and the names oauth2-proxy's templates use
@@ -21,19 +25,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use minijinja::{context, Environment, HtmlEscape, Value};
 
+use crate::theme::{self, Rgb};
+
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const LAYOUT: &str = "layout.html";
 const SIGN_IN: &str = "sign_in.html";
 const ERROR: &str = "error.html";
 const SIGNED_IN: &str = "signed_in.html";
+const SIGNED_OUT: &str = "signed_out.html";
+const STYLE: &str = "style.css";
 
 /// The built-in templates, by the name an override file must have.
-const BUILT_IN: [(&str, &str); 4] = [
+const BUILT_IN: [(&str, &str); 6] = [
     (LAYOUT, include_str!("../templates/layout.html")),
     (SIGN_IN, include_str!("../templates/sign_in.html")),
     (ERROR, include_str!("../templates/error.html")),
     (SIGNED_IN, include_str!("../templates/signed_in.html")),
+    (SIGNED_OUT, include_str!("../templates/signed_out.html")),
+    (STYLE, include_str!("../templates/style.css")),
 ];
 
 /// Why the templates could not be loaded.
@@ -61,6 +71,35 @@ pub enum PagesError {
     },
 }
 
+/// What the configuration says about how the pages look (`pages.title`, `pages.logo`,
+/// `pages.accent_color`).
+#[derive(Debug, Clone)]
+pub struct Branding {
+    pub title: String,
+    pub logo: Option<crate::config::Logo>,
+    pub accent: Rgb,
+}
+
+impl Default for Branding {
+    fn default() -> Self {
+        Self {
+            title: String::new(),
+            logo: None,
+            accent: Rgb::parse_hex(theme::DEFAULT_ACCENT).unwrap_or(Rgb(0x1e, 0x4f, 0xd6)),
+        }
+    }
+}
+
+impl From<&crate::config::PagesConfig> for Branding {
+    fn from(c: &crate::config::PagesConfig) -> Self {
+        Self {
+            title: c.title.clone(),
+            logo: c.logo.clone(),
+            accent: c.accent_color,
+        }
+    }
+}
+
 /// What the sign-in page shows.
 pub struct SignIn<'a> {
     pub provider_name: &'a str,
@@ -81,6 +120,16 @@ pub struct ErrorPage<'a> {
     pub redirect: &'a str,
     pub footer: &'a str,
     pub request_id: &'a str,
+    /// Offer "use a different account" (the signed-in account is not allowed here).
+    pub switch_account: bool,
+}
+
+/// What the signed-out page shows.
+pub struct SignedOut<'a> {
+    pub proxy_prefix: &'a str,
+    /// Where "Sign in again" leads after signing in.
+    pub redirect: &'a str,
+    pub footer: &'a str,
 }
 
 /// What the signed-in page shows.
@@ -97,7 +146,11 @@ pub struct SignedIn<'a> {
 pub struct Pages {
     env: Environment<'static>,
     /// One flag per page, so a broken override logs at error level once, not on every request.
-    failure_logged: [AtomicBool; 3],
+    failure_logged: [AtomicBool; 4],
+    /// The rendered stylesheet, and the CSP that allows exactly it.
+    style: String,
+    csp: String,
+    branding: Branding,
 }
 
 #[derive(Clone, Copy)]
@@ -105,14 +158,18 @@ enum Page {
     SignIn,
     Error,
     SignedIn,
+    SignedOut,
 }
 
 impl Page {
+    const ALL: [Page; 4] = [Page::SignIn, Page::Error, Page::SignedIn, Page::SignedOut];
+
     fn template(self) -> &'static str {
         match self {
             Page::SignIn => SIGN_IN,
             Page::Error => ERROR,
             Page::SignedIn => SIGNED_IN,
+            Page::SignedOut => SIGNED_OUT,
         }
     }
 }
@@ -131,11 +188,17 @@ struct Vars<'a> {
     user: &'a str,
     email: &'a str,
     groups: &'a [String],
+    switch_account: bool,
 }
 
 impl Vars<'_> {
-    fn context(&self) -> Value {
+    fn context(&self, pages: &Pages) -> Value {
+        let logo = pages.branding.logo.as_ref().map(|l| l.src.as_str());
         context! {
+            site_title => pages.branding.title,
+            logo => logo.unwrap_or_default(),
+            style => Value::from_safe_string(pages.style.clone()),
+            switch_account => self.switch_account,
             provider_name => self.provider_name,
             redirect => self.redirect,
             proxy_prefix => self.proxy_prefix,
@@ -162,10 +225,16 @@ impl Vars<'_> {
 }
 
 impl Pages {
-    /// Built-in templates, optionally overridden by files of the same name in `dir`
-    /// (`sign_in.html`, `error.html`, `signed_in.html`, `layout.html` — any subset).
-    /// All templates are compiled here, so a syntax error is reported before serving.
+    /// [`Pages::new`] with the default look.
     pub fn load(dir: Option<&Path>) -> Result<Self, PagesError> {
+        Self::new(dir, Branding::default())
+    }
+
+    /// Built-in templates, optionally overridden by files of the same name in `dir`
+    /// (`sign_in.html`, `error.html`, `signed_out.html`, `signed_in.html`, `layout.html`,
+    /// `style.css` — any subset). All templates are compiled here, so a syntax error is
+    /// reported before serving; the stylesheet is rendered here too.
+    pub fn new(dir: Option<&Path>, branding: Branding) -> Result<Self, PagesError> {
         if let Some(dir) = dir {
             check_dir(dir)?;
         }
@@ -185,12 +254,42 @@ impl Pages {
             };
             result?;
         }
+        let palette = theme::Palette::from_accent(branding.accent);
+        let style = env
+            .get_template(STYLE)
+            .and_then(|t| t.render(context! { light => palette.light, dark => palette.dark }))
+            .map_err(|e| syntax_error(STYLE.to_string(), &e))?;
+        let csp = theme::page_csp(
+            &theme::style_hash(&style),
+            branding.logo.as_ref().and_then(|l| l.origin.as_deref()),
+        );
         let pages = Pages {
             env,
             failure_logged: Default::default(),
+            style,
+            csp,
+            branding,
         };
         pages.check_with_sample_data();
         Ok(pages)
+    }
+
+    /// The Content-Security-Policy every page must be served with.
+    pub fn csp(&self) -> &str {
+        &self.csp
+    }
+
+    /// The page after signing out, with a way to sign in again.
+    pub fn signed_out(&self, p: &SignedOut) -> String {
+        let vars = Vars {
+            status: 200,
+            title: "Signed out",
+            proxy_prefix: p.proxy_prefix,
+            redirect: p.redirect,
+            footer: p.footer,
+            ..Vars::default()
+        };
+        self.render(Page::SignedOut, &vars)
     }
 
     /// The page that sends the user to the identity provider.
@@ -222,6 +321,7 @@ impl Pages {
             },
             footer: p.footer,
             request_id: p.request_id,
+            switch_account: p.switch_account,
             ..Vars::default()
         };
         self.render(Page::Error, &vars)
@@ -245,7 +345,7 @@ impl Pages {
     fn try_render(&self, page: Page, vars: &Vars) -> Result<String, minijinja::Error> {
         self.env
             .get_template(page.template())?
-            .render(vars.context())
+            .render(vars.context(self))
     }
 
     fn render(&self, page: Page, vars: &Vars) -> String {
@@ -279,7 +379,7 @@ impl Pages {
             groups: &groups,
             ..Vars::default()
         };
-        for page in [Page::SignIn, Page::Error, Page::SignedIn] {
+        for page in Page::ALL {
             if let Err(err) = self.try_render(page, &vars) {
                 tracing::warn!(template = page.template(), error = %err, "template fails to render with sample values; requests may get the minimal page");
             }
@@ -309,7 +409,7 @@ fn check_dir(dir: &Path) -> Result<(), PagesError> {
         let name = entry.map_err(read_dir_error)?.file_name();
         let name = name.to_string_lossy();
         if name.ends_with(".html") && !known.contains(name.as_ref()) {
-            tracing::warn!(dir = %dir.display(), file = %name, "ignoring unknown file in custom templates directory (expected layout.html, sign_in.html, error.html or signed_in.html)");
+            tracing::warn!(dir = %dir.display(), file = %name, "ignoring unknown file in custom templates directory (expected layout.html, sign_in.html, error.html, signed_out.html, signed_in.html or style.css)");
         }
     }
     Ok(())
@@ -352,6 +452,13 @@ fn fallback(page: Page, vars: &Vars) -> String {
             "",
             format!("{}/sign_out", vars.proxy_prefix),
             "Sign out",
+        ),
+        Page::SignedOut => (
+            String::new(),
+            "Signed out",
+            "You have been signed out.",
+            start_url(vars),
+            "Sign in again",
         ),
     };
     let mut html = String::with_capacity(512);
@@ -442,6 +549,7 @@ mod tests {
             redirect: "/app?x=1&y=2",
             footer: "",
             request_id: "abc-123",
+            switch_account: false,
         }
     }
 
@@ -522,7 +630,8 @@ mod tests {
             html.contains("Bad &lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2f;script&gt; &amp; more")
         );
         assert!(html.contains("abc-123"));
-        assert!(html.contains("Sign in again"));
+        assert!(html.contains("Try again"));
+        assert!(!html.contains("prompt=login"), "{html}");
         assert!(
             slashes(&html).contains("href=\"/oauth2/start?rd=/app%3Fx%3D1%26y%3D2\""),
             "{html}"

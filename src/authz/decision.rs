@@ -10,6 +10,17 @@ use crate::token::bearer::BearerError;
 pub const GRPC_PERMISSION_DENIED: i32 = 7;
 pub const GRPC_UNAVAILABLE: i32 = 14;
 pub const GRPC_UNAUTHENTICATED: i32 = 16;
+use crate::theme::STRICT_CSP;
+
+/// The response headers every HTML page of ours carries besides its CSP; list them (with
+/// `content-security-policy`) in the gateway's headers-to-client-on-deny.
+pub const SECURITY_HEADERS: [&str; 5] = [
+    "cache-control",
+    "content-security-policy",
+    "x-content-type-options",
+    "referrer-policy",
+    "x-frame-options",
+];
 
 /// The pure decision for one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,13 +185,47 @@ impl Reply {
         Self {
             status,
             reason: None,
-            headers: vec![(
-                http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            )],
+            headers: vec![
+                (
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ),
+                (
+                    http::header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(STRICT_CSP),
+                ),
+                (
+                    http::header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+                (
+                    http::header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ),
+                (
+                    http::header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ),
+            ],
             set_cookies: Vec::new(),
             body,
         }
+    }
+
+    /// An HTML page of ours, served with `csp` (see [`crate::theme::page_csp`]) instead of the
+    /// policy that allows nothing.
+    pub fn page(status: StatusCode, html: String, csp: &str) -> Self {
+        let mut r = Self::new(status, Body::html(html));
+        if let Ok(v) = HeaderValue::from_str(csp) {
+            r.set_header(http::header::CONTENT_SECURITY_POLICY, v);
+        }
+        r
+    }
+
+    /// Replace (or add) one header.
+    pub fn set_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value));
     }
 
     /// 302 to `location` (which must already be validated).
@@ -283,6 +328,29 @@ mod tests {
             );
             assert_eq!(r.grpc_code(), code, "{status}");
         }
+    }
+
+    #[test]
+    fn every_reply_carries_the_security_headers() {
+        let r = Reply::redirect("/x", vec![]);
+        for name in SECURITY_HEADERS {
+            assert!(r.headers.iter().any(|(n, _)| n == name), "{name}");
+        }
+        let csp = |r: &Reply| {
+            r.headers
+                .iter()
+                .filter(|(n, _)| n == http::header::CONTENT_SECURITY_POLICY)
+                .map(|(_, v)| v.to_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(csp(&r), vec![STRICT_CSP.to_string()]);
+        let p = Reply::page(StatusCode::UNAUTHORIZED, "<p>".into(), "default-src 'none'");
+        assert_eq!(
+            csp(&p),
+            vec!["default-src 'none'".to_string()],
+            "replaced, not added"
+        );
+        assert_eq!(p.body.content_type, "text/html; charset=utf-8");
     }
 
     #[test]

@@ -11,10 +11,12 @@ pub mod rules;
 pub mod sample;
 
 use crate::app::App;
+use crate::config::LoginMode;
 use crate::error::Error;
 use crate::identity;
 use crate::login;
 use crate::pages::SignedIn;
+use crate::redirect;
 use crate::session::Session;
 use crate::token::bearer::{self, Shape};
 use crate::token::Verdict;
@@ -61,6 +63,7 @@ fn classify(
         Ok(Outcome::Reply(r)) => match (r.reason, r.status().as_u16()) {
             (Some(reason), _) => ("deny", reason),
             (None, 302) => ("login", "redirect"),
+            (None, 401) if r.body.content_type.starts_with("text/html") => ("login", "page"),
             (None, 401) => ("login", "api"),
             (None, s) if s >= 500 => ("error", "reply"),
             (None, _) => ("deny", "other"),
@@ -126,8 +129,13 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     };
     match (decision, identity) {
         (Decision::Allow, Some(s)) => {
+            let mut headers = identity::upstream_headers(&s, &app.config.headers);
             let page = app.config.pages.signed_in_page && !input.is_api() && !via_bearer;
             let body = page.then(|| {
+                // Only when portcullis is browsed directly does this page reach a browser; it
+                // gets the same security headers as every other page.
+                let page = app.page_reply(http::StatusCode::UNAUTHORIZED, String::new());
+                headers.extend(page.headers);
                 Body::html(app.pages.signed_in(&SignedIn {
                     user: &s.user,
                     email: &s.email,
@@ -137,7 +145,7 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
                 }))
             });
             Ok(Outcome::Allow(Allow {
-                headers: identity::upstream_headers(&s, &app.config.headers),
+                headers,
                 set_cookies: Vec::new(),
                 body,
             }))
@@ -156,9 +164,12 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
         (Decision::Login { api: true, .. }, _) => {
             Ok(Outcome::Reply(login::unauthorized_json(app, input)))
         }
-        (Decision::Login { return_to, .. }, _) => Ok(Outcome::Reply(crate::oidc::start::start(
-            app, input, &return_to,
-        )?)),
+        (Decision::Login { return_to, .. }, _) => match app.config.pages.login_mode {
+            LoginMode::Redirect => Ok(Outcome::Reply(crate::oidc::start::start(
+                app, input, &return_to, false,
+            )?)),
+            LoginMode::Page => Ok(Outcome::Reply(login::sign_in_page(app, input, &return_to))),
+        },
         (Decision::Deny(reason), _) => {
             if reason == decision::DenyReason::PathPrefixMissing {
                 tracing::error!(
@@ -174,8 +185,9 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
                     "denied"
                 );
             }
-            let mut reply =
-                app.error_page(reason.status(), "Access denied", reason.message(), input);
+            let return_to = redirect::validate(&input.path_and_query(), &[])
+                .unwrap_or_else(redirect::ReturnTo::root);
+            let mut reply = app.denied_page(reason, input, &return_to);
             reply.reason = Some(reason.as_str());
             // A session the global policy refuses is dropped, so signing in as someone else
             // works; a route-specific refusal keeps it (the user may still use other pages),

@@ -76,6 +76,13 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
         ));
     };
 
+    // From here on "Try again" restarts the login towards the page the user first asked for.
+    let back = app.return_to(Some(&pending.return_to));
+    let refuse = |title: &str, message: &str| {
+        app.error_page_to(StatusCode::FORBIDDEN, title, message, input, &back)
+            .with_cookies(clear_pending.clone())
+    };
+
     let provider = app.oidc.provider()?;
     let token = match exchange(&provider, app, &pending, code).await {
         Ok(t) => t,
@@ -136,11 +143,9 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
     let groups = claims_view.list(&cfg.groups_claim);
     if let Err(reason) = app.policy.authorize(&email, &groups) {
         tracing::info!(request_id = %input.request_id, reason = reason.as_str(), "signed-in user refused by policy");
-        let mut reply = app
-            .error_page(reason.status(), "Access denied", reason.message(), input)
-            .with_cookies(clear_pending.clone());
-        reply.reason = Some(reason.as_str());
-        return Ok(reply);
+        return Ok(app
+            .denied_page(reason, input, &back)
+            .with_cookies(clear_pending.clone()));
     }
     let session = Session {
         id: random_id(),

@@ -1,16 +1,23 @@
 //! Sign out: expire every session cookie and, when the IdP offers an `end_session_endpoint`,
-//! continue with RP-initiated logout (`id_token_hint`, `post_logout_redirect_uri`).
+//! continue with RP-initiated logout (`id_token_hint`, `post_logout_redirect_uri`). Without a
+//! (valid) `rd` the browser lands on `<prefix>/signed_out`, the "you're signed out" page.
 
 use crate::app::App;
 use crate::authz::decision::Reply;
 use crate::authz::input::CheckInput;
+use crate::redirect::{self, ReturnTo};
 
-/// 302 to the validated `rd` (or `/`), through the IdP's logout when it has one.
+/// 302 to the validated `rd` (or the signed-out page), through the IdP's logout when it has one.
 pub fn sign_out(app: &App, input: &CheckInput) -> Reply {
     let now = app.clock.now();
     let session = app.sessions.load(input, now);
     let cookies = app.sessions.clear(input);
-    let return_to = app.return_to(input.query_param("rd").as_deref());
+    let prefix = &app.config.server.proxy_prefix;
+    let return_to = input
+        .query_param("rd")
+        .and_then(|rd| redirect::validate(&rd, &app.config.authz.redirect_domains))
+        .or_else(|| redirect::validate(&format!("{prefix}/signed_out"), &[]))
+        .unwrap_or_else(ReturnTo::root);
     let origin = input.origin(app.default_scheme());
     let mut location = return_to.as_str().to_string();
     if let (Ok(provider), Some(id_token)) = (

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use openidconnect::core::CoreAuthenticationFlow;
+use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow};
 use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge, RedirectUrl, Scope};
 
 use crate::app::App;
@@ -14,7 +14,13 @@ use crate::redirect::ReturnTo;
 use crate::session::PendingLogin;
 
 /// Answer with a redirect to the IdP that will come back to `return_to` once signed in.
-pub fn start(app: &App, input: &CheckInput, return_to: &ReturnTo) -> Result<Reply, Error> {
+/// `force_login` sends `prompt=login`: the IdP shows its login form even with a live session.
+pub fn start(
+    app: &App,
+    input: &CheckInput,
+    return_to: &ReturnTo,
+    force_login: bool,
+) -> Result<Reply, Error> {
     let provider = app.oidc.provider()?;
     let redirect_url = match app.redirect_url(input) {
         Ok(u) => u,
@@ -36,7 +42,13 @@ pub fn start(app: &App, input: &CheckInput, return_to: &ReturnTo) -> Result<Repl
         request = request.add_scope(Scope::new(scope.clone()));
     }
     for (k, v) in &app.config.oidc.extra_auth_params {
+        if force_login && k == "prompt" {
+            continue;
+        }
         request = request.add_extra_param(k.as_str(), v.as_str());
+    }
+    if force_login {
+        request = request.add_prompt(CoreAuthPrompt::Login);
     }
     let (url, state, nonce) = request.url();
     let now = app.clock.now();

@@ -101,7 +101,7 @@ class IdP:
 
 class Portcullis:
     def __init__(self, work_dir: Path, issuer: str, client_secret: str, name: str = "portcullis",
-                 extra_toml: str = "", sets: tuple[str, ...] = ()):
+                 extra_toml: str = "", sets: tuple[str, ...] = (), authz_toml: str = ""):
         binary = portcullis_binary()
         if not binary.is_file():
             raise RuntimeError(
@@ -132,6 +132,7 @@ secure = false
 
 [authz]
 redirect_domains = ["127.0.0.1:*"]
+{authz_toml}
 
 [log]
 level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
@@ -180,7 +181,7 @@ class Stack:
     def __init__(self, work_dir: Path, name: str = "stack", mode: str = "http",
                  portcullis_sets: tuple[str, ...] = (), portcullis_toml: str = "",
                  envoy_template: Optional[Path] = None, extra_clients: Optional[list] = None,
-                 idp_env: Optional[dict] = None):
+                 idp_env: Optional[dict] = None, authz_toml: str = ""):
         if mode not in ("http", "grpc"):
             raise ValueError(f"mode must be http or grpc, not {mode!r}")
         self.mode = mode
@@ -188,6 +189,7 @@ class Stack:
         self.envoy_template = envoy_template  # HTTP mode; default: envoy_gateway.HTTP_TEMPLATE
         # Appended to portcullis's config (after [log]); "{issuer}" is replaced by the IdP's.
         self.portcullis_toml = portcullis_toml
+        self.authz_toml = authz_toml  # lines added to its [authz] table
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -215,7 +217,11 @@ class Stack:
             "client_id": CLIENT_ID,
             "client_secret": self.client_secret,
             "redirect_uris": [self.callback_url],
-            "post_logout_redirect_uris": [f"{self.url}/", f"{self.url}/signed-out"],
+            "post_logout_redirect_uris": [
+                f"{self.url}/",
+                f"{self.url}/signed-out",
+                f"{self.url}/oauth2/signed_out",
+            ],
         }
 
     def start(self) -> "Stack":
@@ -232,7 +238,8 @@ class Stack:
             self._started.append(self.idp.start())
             self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret,
                                          sets=self.portcullis_sets,
-                                         extra_toml=self.portcullis_toml.replace("{issuer}", self.idp.issuer))
+                                         extra_toml=self.portcullis_toml.replace("{issuer}", self.idp.issuer),
+                                         authz_toml=self.authz_toml)
             self._started.append(self.portcullis.start())
             if self.mode == "grpc":
                 provider = istio_provider("envoyExtAuthzGrpc")

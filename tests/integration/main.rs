@@ -181,9 +181,24 @@ async fn envoy_style_comma_joined_cookies_parse() {
 async fn groups_and_email_domains_are_enforced() {
     let t = TestApp::start(&["authz.allowed_groups=admins"]).await;
     let mut b = Browser::new();
-    let cb = b.login(&t.url("/"), "eve", "devs").await;
+    let cb = b.login(&t.url("/deep/page?x=1"), "eve", "devs").await;
     assert_eq!(cb.status, 403);
     assert!(cb.body.contains("Access denied"));
+    // "Try again" and "Use a different account" both go back to the page first asked for.
+    let body = cb.body.replace("&#x2f;", "/");
+    assert!(
+        body.contains("href=\"/oauth2/start?rd=/deep/page%3Fx%3D1\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("href=\"/oauth2/start?rd=/deep/page%3Fx%3D1&amp;prompt=login\""),
+        "{body}"
+    );
+    let r = b.get(&t.url("/oauth2/start?rd=/deep&prompt=login")).await;
+    assert!(
+        r.header("location").unwrap().contains("prompt=login"),
+        "the IdP is asked to show its login form"
+    );
     assert!(
         !b.jar.contains_key("_portcullis"),
         "no session for a refused user"
@@ -325,15 +340,50 @@ async fn sign_out_clears_and_uses_rp_initiated_logout() {
     assert!(!b.jar.contains_key("_portcullis"));
     assert_eq!(b.get(&t.url("/")).await.status, 302, "signed out");
 
-    // Without a session: straight to the validated rd; a foreign rd falls back to /.
+    // Without a session: straight to the validated rd; no rd or a foreign one lands on the
+    // signed-out page.
     let r = Browser::new()
         .get(&t.url("/oauth2/sign_out?rd=https://evil.com/"))
         .await;
-    assert_eq!(r.header("location"), Some("/"));
+    assert_eq!(r.header("location"), Some("/oauth2/signed_out"));
     let r = Browser::new()
         .get(&t.url("/oauth2/sign_out?rd=//evil.com"))
         .await;
-    assert_eq!(r.header("location"), Some("/"));
+    assert_eq!(r.header("location"), Some("/oauth2/signed_out"));
+    let r = Browser::new().get(&t.url("/oauth2/sign_out?rd=/bye")).await;
+    assert_eq!(r.header("location"), Some("/bye"));
+
+    // Signed in, no rd: the IdP sends the browser back to the signed-out page.
+    let mut b = Browser::new();
+    b.login(&t.url("/"), "alice", "").await;
+    let r = b.get(&t.url("/oauth2/sign_out")).await;
+    let loc = r.header("location").unwrap();
+    let expected = format!(
+        "post_logout_redirect_uri=http%3A%2F%2F{}%2Foauth2%2Fsigned_out",
+        t.http
+    )
+    .replace(':', "%3A");
+    assert!(loc.contains(&expected), "{loc} lacks {expected}");
+
+    // The signed-out page: never 200, a way back in, the pages' CSP.
+    let page = Browser::new()
+        .get(&t.url("/oauth2/signed_out?rd=/dash"))
+        .await;
+    assert_eq!(page.status, 401);
+    assert!(
+        page.body.contains("You&#x27;re signed out") || page.body.contains("You're signed out"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .replace("&#x2f;", "/")
+            .contains("/oauth2/start?rd=/dash\""),
+        "{}",
+        page.body
+    );
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("style-src 'sha256-"), "{csp}");
     t.stop().await;
 }
 
@@ -771,5 +821,55 @@ api = true
     let mut admin = Browser::new();
     admin.login(&t.url("/"), "ann", "admins").await;
     assert_eq!(admin.get(&t.url("/admin/panel")).await.status, 200);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn login_mode_page_shows_the_sign_in_page_in_place() {
+    let t = TestApp::start(&["pages.login_mode=page", "pages.title=ACME"]).await;
+    let mut b = Browser::new();
+    let page = b.get(&t.url("/deep/page?x=1")).await;
+    assert_eq!(
+        page.status, 401,
+        "never 200: through a gateway that would be an allow"
+    );
+    assert!(page.body.contains("Sign in to continue"), "{}", page.body);
+    assert!(page.body.contains("ACME"));
+    assert!(
+        page.body
+            .replace("&#x2f;", "/")
+            .contains("href=\"/oauth2/start?rd=/deep/page%3Fx%3D1\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        b.jar.is_empty(),
+        "no pending login until the button is pressed"
+    );
+    for (name, want) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(page.header(name), Some(want), "{name}");
+    }
+    assert!(page
+        .header("content-security-policy")
+        .unwrap()
+        .starts_with("default-src 'none'"));
+    // API callers still get 401 JSON, and the button's login ends on the deep link.
+    let api = b
+        .send(
+            reqwest::Method::GET,
+            &t.url("/x"),
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(api.header("content-type"), Some("application/json"));
+    let cb = b
+        .login(&t.url("/oauth2/start?rd=/deep/page%3Fx%3D1"), "alice", "")
+        .await;
+    assert_eq!(cb.header("location"), Some("/deep/page?x=1"));
     t.stop().await;
 }
