@@ -1,9 +1,6 @@
-"""Bearer JWTs (issue 4) through real Envoy (HTTP ext_authz) with tokens from the real OpenID
-Provider: a client-credentials grant with a resource indicator gets an RS256 JWT access token
-(aud = the API resource), which portcullis verifies against the provider's JWKS.
-
-gRPC mode: the gRPC adapter is built on another branch; once it lands, run these scenarios
-through `envoyExtAuthzGrpc` too (the core `authz::check` is shared, so only the adapter differs).
+"""Bearer JWTs (issue 4) through real Envoy, in HTTP and in gRPC ext_authz mode, with tokens from
+the real OpenID Provider: a client-credentials grant with a resource indicator gets an RS256 JWT
+access token (aud = the API resource), which portcullis verifies against the provider's JWKS.
 """
 
 from __future__ import annotations
@@ -34,9 +31,10 @@ audiences = ["{API}"]
 """
 
 
-def bearer_stack(work_dir, label: str) -> Stack:
+def bearer_stack(work_dir, label: str, mode: str = "http") -> Stack:
     return Stack(
         _new_stack_dir(work_dir, label),
+        mode=mode,
         extra_clients=[{
             "client_id": SERVICE_ID,
             "client_secret": SERVICE_SECRET,
@@ -49,9 +47,10 @@ def bearer_stack(work_dir, label: str) -> Stack:
     )
 
 
-@pytest.fixture(scope="module")
-def bstack(work_dir):
-    s = bearer_stack(work_dir, "bearer")
+@pytest.fixture(scope="module", params=["http", "grpc"])
+def bstack(work_dir, request):
+    """The same tests through Envoy in HTTP and in gRPC ext_authz mode."""
+    s = bearer_stack(work_dir, f"bearer-{request.param}", mode=request.param)
     s.start()
     yield s
     s.stop()
