@@ -185,6 +185,9 @@ pub enum LoginMode {
 pub struct CompatConfig {
     /// Behave like Istio's sample ext-authz server (`x-ext-authz: allow`).
     pub istio_sample: bool,
+    /// The sample's `-allow_service_account`: over gRPC, a request without `x-ext-authz`
+    /// from a peer whose principal ends with `/sa/<this>` is allowed.
+    pub istio_sample_allow_service_account: String,
 }
 
 #[derive(Debug, Clone)]
@@ -210,10 +213,20 @@ pub struct RawConfig {
     pub bearer: RawBearer,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawCompat {
     pub istio_sample: bool,
+    pub istio_sample_allow_service_account: String,
+}
+
+impl Default for RawCompat {
+    fn default() -> Self {
+        Self {
+            istio_sample: false,
+            istio_sample_allow_service_account: "a".into(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -574,6 +587,7 @@ impl Config {
         let bearer = bearer::validate_bearer(raw.bearer, Some(login_issuer))?;
         let cookie = validate_cookie(raw.cookie)?;
         let istio_sample = raw.compat.istio_sample;
+        let istio_sample_allow_service_account = raw.compat.istio_sample_allow_service_account;
         let mut raw_authz = raw.authz;
         if istio_sample {
             if !raw_authz.rules.is_empty() {
@@ -612,7 +626,10 @@ impl Config {
             headers,
             pages,
             log,
-            compat: CompatConfig { istio_sample },
+            compat: CompatConfig {
+                istio_sample,
+                istio_sample_allow_service_account,
+            },
             warnings: Vec::new(),
             bearer,
         })

@@ -26,6 +26,9 @@ pub struct CheckInput {
     pub request_id: String,
     /// Which adapter built this input (`http`, `grpc`, `forward`): a metrics label.
     pub adapter: &'static str,
+    /// The peer's authenticated identity when the gateway knows it (gRPC `source.principal`,
+    /// e.g. `spiffe://cluster.local/ns/foo/sa/curl` under Istio mTLS); `None` when unauthenticated.
+    pub principal: Option<String>,
 }
 
 impl CheckInput {
@@ -53,6 +56,7 @@ impl CheckInput {
             path_prefix_ok: true,
             request_id,
             adapter: "http",
+            principal: None,
         }
     }
 
@@ -121,6 +125,27 @@ impl CheckInput {
         let (scheme, token) = v.split_once(' ')?;
         let token = token.trim();
         (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    }
+
+    /// The namespace and service account of a SPIFFE principal
+    /// (`spiffe://<trust domain>/ns/<ns>/sa/<sa>`), if the peer has one.
+    pub fn service_account(&self) -> Option<(&str, &str)> {
+        let p = self.principal.as_deref()?.strip_prefix("spiffe://")?;
+        let mut parts = p.split('/').skip(1);
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some("ns"), Some(ns), Some("sa"), Some(sa), None)
+                if !ns.is_empty() && !sa.is_empty() =>
+            {
+                Some((ns, sa))
+            }
+            _ => None,
+        }
     }
 
     /// `scheme://host` of the original request; the scheme falls back to `default_scheme`.

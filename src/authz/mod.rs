@@ -80,7 +80,11 @@ fn istio_sample(app: &App, input: &CheckInput) -> Outcome {
         &app.policy,
         app.clock.now(),
     );
-    let allowed = matches!(decision, Decision::AllowAnonymous | Decision::Allow);
+    let allowed = matches!(decision, Decision::AllowAnonymous | Decision::Allow)
+        || sample::grpc_principal_allows(
+            input,
+            &app.config.compat.istio_sample_allow_service_account,
+        );
     tracing::info!(request_id = %input.request_id, "{}", sample::log_line(input, allowed));
     if allowed {
         let mut headers =

@@ -35,11 +35,17 @@ pub fn rule() -> RawRule {
     }
 }
 
+/// The sample's gRPC server, when the request has no `x-ext-authz` header at all, allows a
+/// peer whose principal ends with `/sa/<allow_service_account>` (Istio mTLS identity).
+pub fn grpc_principal_allows(input: &CheckInput, allow_service_account: &str) -> bool {
+    input.adapter == "grpc"
+        && !input.headers.contains_key(CHECK_HEADER)
+        && input.service_account().map(|(_, sa)| sa) == Some(allow_service_account)
+}
+
 /// Headers the sample adds on an allow (they go to the upstream).
 pub fn allow_headers(input: &CheckInput) -> Vec<(HeaderName, HeaderValue)> {
-    let mut h = common(input, "allowed");
-    h.retain(|(n, _)| n != http::header::CONTENT_TYPE);
-    h
+    common(input, "allowed")
 }
 
 /// The sample's denial: 403, the fixed text body and the same three headers.
@@ -67,9 +73,14 @@ pub fn log_line(input: &CheckInput, allowed: bool) -> String {
 }
 
 fn common(input: &CheckInput, result: &'static str) -> Vec<(HeaderName, HeaderValue)> {
-    let override_value = input
-        .header("x-ext-authz-additional-header-override")
-        .unwrap_or_default();
+    // The sample's HTTP server echoes the request's value; its gRPC server sends a fixed one.
+    let override_value = if input.adapter == "grpc" {
+        "grpc-additional-header-override-value"
+    } else {
+        input
+            .header("x-ext-authz-additional-header-override")
+            .unwrap_or_default()
+    };
     vec![
         (RESULT, HeaderValue::from_static(result)),
         (OVERRIDE, header_value(override_value)),
@@ -159,5 +170,37 @@ mod tests {
             log_line(&i, true),
             "[HTTP][allowed]: GET httpbin.foo:8000/headers"
         );
+    }
+
+    #[test]
+    fn grpc_falls_back_to_the_service_account() {
+        let mut i = input(&[]);
+        i.adapter = "grpc";
+        for (principal, allowed) in [
+            (Some("spiffe://cluster.local/ns/foo/sa/a"), true),
+            (Some("spiffe://cluster.local/ns/foo/sa/b"), false),
+            (Some("spiffe://cluster.local/ns/foo/sa/a/extra"), false),
+            (Some("spiffe://cluster.local/sa/a"), false),
+            (Some("not-a-spiffe-id/sa/a"), false),
+            (None, false),
+        ] {
+            i.principal = principal.map(str::to_string);
+            assert_eq!(grpc_principal_allows(&i, "a"), allowed, "{principal:?}");
+        }
+        // A present header decides alone, and HTTP never falls back.
+        i.principal = Some("spiffe://cluster.local/ns/foo/sa/a".into());
+        i.headers
+            .insert(CHECK_HEADER, HeaderValue::from_static("deny"));
+        assert!(!grpc_principal_allows(&i, "a"));
+        let mut h = input(&[]);
+        h.principal = Some("spiffe://cluster.local/ns/foo/sa/a".into());
+        assert!(!grpc_principal_allows(&h, "a"));
+        // The gRPC sample sends a fixed override value.
+        i.headers.clear();
+        let headers = allow_headers(&i);
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n == "x-ext-authz-additional-header-override"
+                && v == "grpc-additional-header-override-value"));
     }
 }

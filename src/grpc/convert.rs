@@ -97,6 +97,12 @@ pub fn to_input(request: &CheckRequest) -> Result<CheckInput, Malformed> {
     let mut input = CheckInput::new(method, &host, &target, headers, request_id);
     input.scheme = matches!(scheme.as_str(), "http" | "https").then_some(scheme);
     input.adapter = "grpc";
+    input.principal = request
+        .attributes
+        .as_ref()
+        .and_then(|a| a.source.as_ref())
+        .map(|s| s.principal.clone())
+        .filter(|p| !p.is_empty());
     Ok(input)
 }
 

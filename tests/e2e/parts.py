@@ -248,7 +248,7 @@ class Stack:
                     upstream_port=self.echo.port,
                     authz_port=self.portcullis.grpc_port,
                     listen_port=self.envoy_port,
-                    template=GRPC_TEMPLATE,
+                    template=self.envoy_template or GRPC_TEMPLATE,
                     authz_authority=provider["service"],
                     authz_timeout=provider.get("timeout", "600s"),
                 )
