@@ -44,8 +44,6 @@ impl App {
             Branding::from(&config.pages),
         )
         .context("pages.templates_dir")?;
-        let metrics = Arc::new(Metrics::new());
-        let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
         let bearers = if config.bearer.enabled {
             Some(Arc::new(
                 Bearers::new(&config.bearer, config.oidc.http_timeout)
@@ -54,6 +52,12 @@ impl App {
         } else {
             None
         };
+        let mut metrics = Metrics::new();
+        if let Some(b) = &bearers {
+            metrics.register_bearer(b.stats.clone());
+        }
+        let metrics = Arc::new(metrics);
+        let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
         Ok(Self {
             sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
             policy: Policy::new(&config.authz)

@@ -1,7 +1,13 @@
 //! Prometheus metrics, recorded in `authz::check` (so every adapter counts alike) and around
 //! the IdP calls. Every label value comes from a fixed set: no paths, no users, no hosts.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -160,6 +166,12 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Export the bearer-token counters (kept as plain atomics by `token::Bearers`).
+    pub fn register_bearer(&mut self, stats: Arc<crate::token::BearerStats>) {
+        self.registry
+            .register_collector(Box::new(BearerCollector(stats)));
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -167,6 +179,55 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// Reads `BearerStats` at scrape time.
+#[derive(Debug)]
+struct BearerCollector(Arc<crate::token::BearerStats>);
+
+impl Collector for BearerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let rows: [(&str, &str, &AtomicU64); 7] = [
+            (
+                "bearer_verifications",
+                "Bearer JWTs looked at (cache hits included)",
+                &s.verifications,
+            ),
+            ("bearer_verified", "Bearer JWTs accepted", &s.verified),
+            (
+                "bearer_rejected",
+                "Bearer JWTs refused (401 invalid_token)",
+                &s.rejected,
+            ),
+            (
+                "bearer_cache_hits",
+                "Bearer JWTs answered from the verified-token cache",
+                &s.cache_hits,
+            ),
+            (
+                "jwks_fetches",
+                "JWKS requests to bearer issuers (start-up, background, unknown kid)",
+                &s.jwks_fetches,
+            ),
+            (
+                "jwks_fetch_errors",
+                "JWKS requests that failed or returned an unusable key set",
+                &s.jwks_fetch_errors,
+            ),
+            (
+                "jwks_refetches_suppressed",
+                "Unknown-kid refetches refused by the rate limit",
+                &s.jwks_refetches_suppressed,
+            ),
+        ];
+        for (name, help, value) in rows {
+            let counter = ConstCounter::new(crate::token::BearerStats::get(value));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }
 
@@ -192,5 +253,24 @@ mod tests {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn bearer_counters_are_exported() {
+        let stats = Arc::new(crate::token::BearerStats::default());
+        let mut m = Metrics::new();
+        m.register_bearer(stats.clone());
+        stats
+            .jwks_fetches
+            .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .cache_hits
+            .fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+        let text = m.encode();
+        assert!(text.contains("portcullis_jwks_fetches_total 3"), "{text}");
+        assert!(
+            text.contains("portcullis_bearer_cache_hits_total 5"),
+            "{text}"
+        );
     }
 }
