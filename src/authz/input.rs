@@ -148,6 +148,29 @@ impl CheckInput {
         }
     }
 
+    /// The W3C trace id of the request (`traceparent: 00-<trace id>-<span id>-<flags>`), so
+    /// portcullis's log lines join the gateway's trace. Invalid or all-zero ids are ignored.
+    pub fn trace_id(&self) -> Option<&str> {
+        let tp = self.header("traceparent")?.trim();
+        let mut parts = tp.split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let ok = hex(version, 2)
+            && version != "ff"
+            && hex(trace, 32)
+            && trace.bytes().any(|b| b != b'0')
+            && hex(span, 16)
+            && span.bytes().any(|b| b != b'0')
+            && hex(flags, 2)
+            && (version != "00" || parts.next().is_none());
+        ok.then_some(trace)
+    }
+
     /// `scheme://host` of the original request; the scheme falls back to `default_scheme`.
     pub fn origin(&self, default_scheme: &str) -> String {
         format!(
@@ -232,6 +255,31 @@ mod tests {
         assert_eq!(i.path_and_query(), "/p?a=1&a=2&b=%20&c=%252F");
         assert_eq!(i.query_param("a").as_deref(), Some("1"));
         assert_eq!(i.query_param("c").as_deref(), Some("%2F"), "decoded once");
+    }
+
+    #[test]
+    fn trace_ids_from_traceparent() {
+        let t = |v: &str| {
+            input(&[("traceparent", v)], "/")
+                .trace_id()
+                .map(str::to_string)
+        };
+        assert_eq!(
+            t("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-short-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
+        assert_eq!(input(&[], "/").trace_id(), None);
     }
 
     #[test]

@@ -27,8 +27,16 @@ use input::CheckInput;
 /// Answer one check. `Err` only for infrastructure failures (rendered as 5xx). Every adapter
 /// calls this, so metrics and the per-check log line are the same for all of them.
 pub async fn check(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
+    use tracing::Instrument;
     let started = std::time::Instant::now();
-    let result = answer(app, input).await;
+    // Every log line of this check carries the request id and, when the gateway propagates W3C
+    // trace context, the trace id, so logs join the mesh's traces.
+    let span = tracing::info_span!(
+        "check",
+        request_id = %input.request_id,
+        trace_id = input.trace_id().unwrap_or_default(),
+    );
+    let result = answer(app, input).instrument(span).await;
     let (outcome, reason) = classify(app, input, &result);
     let took = started.elapsed();
     app.metrics.decision(input.adapter, outcome, reason, took);
