@@ -268,13 +268,7 @@ async fn a_code_cannot_be_used_twice() {
     let start = b.get(&t.url("/")).await;
     let authorize = start.header("location").unwrap().to_string();
     let pending = b.jar.clone();
-    let idp = b
-        .client
-        .get(format!("{authorize}&login_hint=alice"))
-        .send()
-        .await
-        .unwrap();
-    let callback = idp.headers()["location"].to_str().unwrap().to_string();
+    let callback = b.authorize(&authorize, "alice", "").await;
     assert_eq!(b.get(&callback).await.status, 302);
     // Replay with the pending-login cookie restored: the IdP refuses the used code.
     let mut replay = Browser::new();
@@ -305,13 +299,7 @@ async fn parallel_logins_work_and_pending_cookies_are_capped() {
         (2, 302, Some("/tab/2")),
         (0, 403, None),
     ] {
-        let idp = b
-            .client
-            .get(format!("{}&login_hint=alice", authorizes[i]))
-            .send()
-            .await
-            .unwrap();
-        let callback = idp.headers()["location"].to_str().unwrap().to_string();
+        let callback = b.authorize(&authorizes[i], "alice", "").await;
         let r = b.get(&callback).await;
         assert_eq!(r.status, status, "tab {i}");
         if location.is_some() {
@@ -593,13 +581,7 @@ async fn idp_failing_during_the_callback_is_a_502_page() {
     let mut b = Browser::new();
     let start = b.get(&t.url("/x")).await;
     let authorize = start.header("location").unwrap().to_string();
-    let idp = b
-        .client
-        .get(format!("{authorize}&login_hint=alice"))
-        .send()
-        .await
-        .unwrap();
-    let callback = idp.headers()["location"].to_str().unwrap().to_string();
+    let callback = b.authorize(&authorize, "alice", "").await;
     t.idp.stop();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let r = b.get(&callback).await;
