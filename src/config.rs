@@ -72,6 +72,7 @@ pub struct Config {
     /// Things worth telling the operator at start-up (ignored oauth2-proxy options, …).
     pub warnings: Vec<String>,
     pub bearer: BearerConfig,
+    pub forward: ForwardConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +87,19 @@ pub struct ServerConfig {
     pub proxy_prefix: String,
     /// Empty, or starts with "/".
     pub path_prefix: String,
+    /// Peers whose forwarded headers (`X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`) are read
+    /// on the forward-auth endpoints. Empty (the default): nobody's.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// Forward auth for nginx `auth_request`, Caddy `forward_auth` and Traefik `forwardAuth`.
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    /// Status of an allow on `<proxy_prefix>/auth`: 202 (oauth2-proxy's) or 200.
+    pub auth_status: http::StatusCode,
+    /// Every path of the check listener is a forward-auth check (Traefik's `address` without a
+    /// path), not only `<proxy_prefix>/forward`.
+    pub catch_all: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +225,23 @@ pub struct RawConfig {
     pub log: RawLog,
     pub compat: RawCompat,
     pub bearer: RawBearer,
+    pub forward: RawForward,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawForward {
+    pub auth_status: u16,
+    pub catch_all: bool,
+}
+
+impl Default for RawForward {
+    fn default() -> Self {
+        Self {
+            auth_status: 202,
+            catch_all: false,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -238,6 +269,8 @@ pub struct RawServer {
     pub admin_address: String,
     pub proxy_prefix: String,
     pub path_prefix: String,
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -249,6 +282,7 @@ impl Default for RawServer {
             admin_address: "0.0.0.0:4182".into(),
             proxy_prefix: "/oauth2".into(),
             path_prefix: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -491,6 +525,7 @@ const OAUTH2_PROXY_ENV: &[(&str, &str)] = &[
     ("whitelist_domain", "authz.redirect_domains"),
     ("http_address", "server.http_address"),
     ("proxy_prefix", "server.proxy_prefix"),
+    ("trusted_proxy_ip", "server.trusted_proxies"),
     ("set_xauthrequest", "headers.set_xauthrequest"),
     ("pass_access_token", "headers.pass_access_token"),
     (
@@ -605,6 +640,7 @@ impl Config {
             set_authorization_header: raw.headers.set_authorization_header,
         };
         let pages = validate_pages(raw.pages)?;
+        let forward = validate_forward(raw.forward)?;
         let log = LogConfig {
             json: match raw.log.format.as_str() {
                 "text" => false,
@@ -632,6 +668,7 @@ impl Config {
             },
             warnings: Vec::new(),
             bearer,
+            forward,
         })
     }
 }
@@ -827,6 +864,55 @@ fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         admin_address: parse_addr("server.admin_address", &raw.admin_address)?,
         proxy_prefix: validate_prefix("server.proxy_prefix", &raw.proxy_prefix, false)?,
         path_prefix: validate_prefix("server.path_prefix", &raw.path_prefix, true)?,
+        trusted_proxies: raw
+            .trusted_proxies
+            .iter()
+            .map(|s| parse_cidr(s))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or a bare address (one host). Host bits must be zero, so a typo
+/// such as `10.1.2.3/8` is refused rather than silently widened.
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let key = "server.trusted_proxies";
+    let t = s.trim();
+    let net = match t.parse::<ipnet::IpNet>() {
+        Ok(n) => n,
+        Err(_) => {
+            t.parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+                .map_err(|_| {
+                    ConfigError::new(
+                key,
+                format!("expected an address or CIDR such as 10.0.0.0/8 or 127.0.0.1, got {s:?}"),
+            )
+                })?
+        }
+    };
+    if net.trunc() != net {
+        return Err(ConfigError::new(
+            key,
+            format!("{s:?} has host bits set; did you mean {}?", net.trunc()),
+        ));
+    }
+    Ok(net)
+}
+
+fn validate_forward(raw: RawForward) -> Result<ForwardConfig, ConfigError> {
+    let auth_status = match raw.auth_status {
+        200 => http::StatusCode::OK,
+        202 => http::StatusCode::ACCEPTED,
+        other => {
+            return Err(ConfigError::new(
+                "forward.auth_status",
+                format!("must be 202 (oauth2-proxy's) or 200, got {other}"),
+            ))
+        }
+    };
+    Ok(ForwardConfig {
+        auth_status,
+        catch_all: raw.catch_all,
     })
 }
 
@@ -1362,6 +1448,47 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
+    #[test]
+    fn trusted_proxies_and_forward_keys() {
+        let c = load_toml(
+            "[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"fd00::/8\"]\n[forward]\nauth_status = 200\ncatch_all = true\n",
+        )
+        .expect("valid");
+        let nets: Vec<String> = c
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(c.forward.auth_status, http::StatusCode::OK);
+        assert!(c.forward.catch_all);
+        let d = load_toml("").expect("defaults");
+        assert!(
+            d.server.trusted_proxies.is_empty(),
+            "nobody is trusted by default"
+        );
+        assert_eq!(d.forward.auth_status, http::StatusCode::ACCEPTED);
+        assert!(!d.forward.catch_all);
+        for (toml, key) in [
+            (
+                "[server]\ntrusted_proxies = [\"10.1.2.3/8\"]\n",
+                "server.trusted_proxies",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"localhost\"]\n",
+                "server.trusted_proxies",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "server.trusted_proxies",
+            ),
+            ("[forward]\nauth_status = 204\n", "forward.auth_status"),
+        ] {
+            assert_eq!(load_toml(toml).expect_err(toml).key, key, "{toml}");
+        }
     }
 
     #[test]

@@ -14,6 +14,14 @@ pub const PREFERRED_USERNAME: HeaderName =
     HeaderName::from_static("x-auth-request-preferred-username");
 pub const GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
 pub const ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-auth-request-access-token");
+/// Every identity header portcullis can send (lowercase), for spotting smuggled variants.
+pub const IDENTITY_HEADERS: [&str; 5] = [
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-preferred-username",
+    "x-auth-request-groups",
+    "x-auth-request-access-token",
+];
 /// Envoy's HTTP ext_authz removes the request headers listed here on a 200.
 pub const HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
 

@@ -46,9 +46,15 @@ pub fn decide(
     if !input.path_prefix_ok {
         return Decision::Deny(DenyReason::PathPrefixMissing);
     }
+    if let Some(reason) = input.unreadable {
+        return Decision::Deny(reason);
+    }
     let Ok(canonical) = path::canonical(&input.path) else {
         return Decision::Deny(DenyReason::AmbiguousPath);
     };
+    if input.smuggled_identity_header().is_some() {
+        return Decision::Deny(DenyReason::SmuggledHeader);
+    }
     let session = session.filter(|s| s.is_valid_at(now));
     let who = match bearer {
         BearerFact::Verified(t) => Some(Who {
@@ -70,7 +76,7 @@ pub fn decide(
         // The original target is relative; it still goes through the validator so that a
         // path such as `//evil.com` can never become a redirect elsewhere.
         return_to: redirect::validate(&input.path_and_query(), &[]).unwrap_or_else(ReturnTo::root),
-        api: rule.and_then(|r| r.api).unwrap_or_else(|| input.is_api()),
+        api: !input.login_redirect || rule.and_then(|r| r.api).unwrap_or_else(|| input.is_api()),
     };
     let decision = match rule.map(|r| (r.index, &r.action)) {
         Some((i, Action::Deny)) => Decision::Deny(DenyReason::RuleDeny(i)),
@@ -118,10 +124,11 @@ pub fn decide(
 }
 
 /// oauth2-proxy's `/oauth2/auth?allowed_groups=…&allowed_emails=…&allowed_email_domains=…`:
-/// comma lists in the check's query, ANDed with everything else. They can only narrow access.
+/// comma lists in the check request's own query (`constraint_query`: never a forwarded URI's),
+/// ANDed with everything else. They can only narrow access.
 fn query_constraints_met(input: &CheckInput, s: &Who<'_>) -> bool {
     let list = |name: &str| -> Option<Vec<String>> {
-        input.query_param(name).map(|v| {
+        input.constraint_param(name).map(|v| {
             v.split(',')
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
@@ -593,5 +600,71 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn forward_auth_inputs() {
+        let valid = session("a@example.com", &["devs"], NOW + 100);
+        let open = policy(&["*"], &[]);
+        let decide_ =
+            |i: &CheckInput, s: Option<&Session>| decide(i, s, &BearerFact::Absent, &open, NOW);
+        // Underscore variants of identity headers are refused before any rule, with or
+        // without a session; the exact names (any case) are the gateway's to overwrite.
+        for name in [
+            "x_auth_request_user",
+            "X_Auth_Request_Email",
+            "x-auth_request-groups",
+            "x_auth_request_preferred_username",
+            "x-auth-request-access_token",
+        ] {
+            let mut i = input("/x", "text/html");
+            i.headers.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static("admin"),
+            );
+            assert_eq!(
+                decide_(&i, Some(&valid)),
+                Decision::Deny(DenyReason::SmuggledHeader),
+                "{name}"
+            );
+            assert_eq!(
+                decide_(&i, None),
+                Decision::Deny(DenyReason::SmuggledHeader),
+                "{name}"
+            );
+        }
+        let mut i = input("/x", "text/html");
+        i.headers
+            .insert("x-auth-request-user", HeaderValue::from_static("admin"));
+        i.headers
+            .insert("x_request_id", HeaderValue::from_static("fine"));
+        assert_eq!(decide_(&i, Some(&valid)), Decision::Allow);
+
+        // Query constraints come from the check request's own query, not the original URI's.
+        let mut i = input("/x?allowed_groups=admins", "text/html");
+        i.constraint_query = None;
+        assert_eq!(decide_(&i, Some(&valid)), Decision::Allow);
+        let mut i = input("/x", "text/html");
+        i.constraint_query = Some("allowed_groups=admins".into());
+        assert_eq!(
+            decide_(&i, Some(&valid)),
+            Decision::Deny(DenyReason::QueryConstraint)
+        );
+
+        // nginx's /auth never redirects: a browser without a session is a 401 (api) login.
+        let mut i = input("/x", "text/html");
+        i.login_redirect = false;
+        assert!(matches!(
+            decide_(&i, None),
+            Decision::Login { api: true, .. }
+        ));
+
+        // An unreadable forwarded header is a denial whatever the session.
+        let mut i = input("/x", "text/html");
+        i.unreadable = Some(DenyReason::BadForwardedHeader);
+        assert_eq!(
+            decide_(&i, Some(&valid)),
+            Decision::Deny(DenyReason::BadForwardedHeader)
+        );
     }
 }

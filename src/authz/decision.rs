@@ -63,13 +63,21 @@ pub enum DenyReason {
     /// A query constraint of the check (`allowed_groups`, `allowed_emails`,
     /// `allowed_email_domains`) is not met.
     QueryConstraint,
+    /// The request carries an underscore variant of an identity header
+    /// (`X_Auth_Request_User`), which an upstream might read as the real one.
+    SmuggledHeader,
+    /// A forwarded request header from a trusted proxy (`X-Forwarded-Uri`, `-Method`,
+    /// `-Proto`, `-Host`) cannot be read: nothing can be decided about the original request.
+    BadForwardedHeader,
 }
 
 impl DenyReason {
     /// The one HTTP status for this reason.
     pub fn status(self) -> StatusCode {
         match self {
-            DenyReason::AmbiguousPath => StatusCode::BAD_REQUEST,
+            DenyReason::AmbiguousPath
+            | DenyReason::SmuggledHeader
+            | DenyReason::BadForwardedHeader => StatusCode::BAD_REQUEST,
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -95,6 +103,8 @@ impl DenyReason {
             DenyReason::RuleRequire(_) => "rule_require",
             DenyReason::RuleHeader(_) => "rule_header",
             DenyReason::QueryConstraint => "query_constraint",
+            DenyReason::SmuggledHeader => "smuggled_header",
+            DenyReason::BadForwardedHeader => "bad_forwarded_header",
         }
     }
 
@@ -112,6 +122,12 @@ impl DenyReason {
             }
             DenyReason::RuleRequire(_) | DenyReason::QueryConstraint => {
                 "Your account does not have access to this page."
+            }
+            DenyReason::SmuggledHeader => {
+                "The request carries a header that imitates an identity header."
+            }
+            DenyReason::BadForwardedHeader => {
+                "The proxy in front of portcullis sent a forwarded header that cannot be read."
             }
         }
     }

@@ -16,12 +16,26 @@ pub struct CheckInput {
     pub path: String,
     /// The raw query string, without `?`, exactly as received.
     pub query: Option<String>,
+    /// The query of the check request itself, whose `allowed_groups`, `allowed_emails` and
+    /// `allowed_email_domains` narrow access: the original query for Envoy (it sends the
+    /// original request line), the `<proxy_prefix>/auth?…` query for forward auth, never the
+    /// client's forwarded URI.
+    pub constraint_query: Option<String>,
+    /// Whether a path under `proxy_prefix` is answered by our own routes (`start`, `callback`,
+    /// …). False on nginx's `<proxy_prefix>/auth`, whose answer nginx reads only as a status.
+    pub own_routes: bool,
+    /// Whether a caller without a session may be sent to the IdP (302). False on nginx's
+    /// `<proxy_prefix>/auth`: nginx can only pass a status, so every login is a 401.
+    pub login_redirect: bool,
     /// Request headers (names lowercase).
     pub headers: HeaderMap,
     /// Cookies from every `cookie` header, in order; Envoy joins repeated lines with `,`.
     pub cookies: Vec<(String, String)>,
     /// False when a configured `server.path_prefix` was missing from the check request.
     pub path_prefix_ok: bool,
+    /// Set by an adapter that could not read the original request (a trusted proxy's
+    /// unreadable `X-Forwarded-*`): the decision is this denial, whatever else holds.
+    pub unreadable: Option<crate::authz::decision::DenyReason>,
     /// Request id for logs and error pages.
     pub request_id: String,
     /// Which adapter built this input (`http`, `grpc`, `forward`): a metrics label.
@@ -50,10 +64,14 @@ impl CheckInput {
             scheme: None,
             host: host.to_string(),
             path,
+            constraint_query: query.clone(),
             query,
+            own_routes: true,
+            login_redirect: true,
             headers,
             cookies,
             path_prefix_ok: true,
+            unreadable: None,
             request_id,
             adapter: "http",
             principal: None,
@@ -79,6 +97,31 @@ impl CheckInput {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
+    }
+
+    /// One parameter of the check request's own query (see `constraint_query`).
+    pub fn constraint_param(&self, name: &str) -> Option<String> {
+        let q = self.constraint_query.as_deref()?;
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The name of a request header that an upstream could read as one of our identity headers
+    /// although it is not spelled like one: `X_Auth_Request_User`, `x-auth_request-email`, …
+    /// (oauth2-proxy GHSA-vjrc-mh2v-45x6: servers that fold `_` into `-` trust them). Case
+    /// variants of the exact names are the same header in HTTP and are overwritten by the
+    /// gateway; underscore variants are not, and no client has a reason to send one.
+    pub fn smuggled_identity_header(&self) -> Option<&str> {
+        self.headers.keys().map(|n| n.as_str()).find(|n| {
+            n.contains('_')
+                && crate::identity::IDENTITY_HEADERS.iter().any(|h| {
+                    n.len() == h.len()
+                        && n.bytes()
+                            .zip(h.bytes())
+                            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+                })
+        })
     }
 
     /// Path plus `?query` as received: the relative URL to come back to after login.

@@ -60,7 +60,7 @@ fn classify(
     input: &CheckInput,
     result: &Result<Outcome, Error>,
 ) -> (&'static str, &'static str) {
-    if input.path_prefix_ok {
+    if input.path_prefix_ok && input.own_routes {
         if let Some(route) = login::route(&app.config.server.proxy_prefix, &input.path) {
             return ("route", route.as_str());
         }
@@ -112,7 +112,7 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     if app.config.compat.istio_sample {
         return Ok(istio_sample(app, input));
     }
-    if input.path_prefix_ok {
+    if input.path_prefix_ok && input.own_routes && input.unreadable.is_none() {
         if let Some(route) = login::route(&app.config.server.proxy_prefix, &input.path) {
             return login::handle(app, route, input).await;
         }

@@ -75,8 +75,13 @@ pub fn to_input(app: &App, parts: &http::request::Parts) -> CheckInput {
 /// Render an outcome: allow → exactly 200; a reply → its status, headers, one `set-cookie` line
 /// per cookie, explicit content-type and content-length. HEAD gets the headers without a body.
 pub fn render(outcome: Outcome, head: bool) -> Response {
+    render_with(outcome, head, StatusCode::OK)
+}
+
+/// [`render`] with another status for an allow (nginx `auth_request` takes any 2xx).
+pub fn render_with(outcome: Outcome, head: bool, allow_status: StatusCode) -> Response {
     let (status, headers, cookies, body) = match outcome {
-        Outcome::Allow(a) => (StatusCode::OK, a.headers, a.set_cookies, a.body),
+        Outcome::Allow(a) => (allow_status, a.headers, a.set_cookies, a.body),
         Outcome::Reply(r) => (r.status(), r.headers, r.set_cookies, Some(r.body)),
     };
     let body = body.unwrap_or(Body {
@@ -108,7 +113,7 @@ pub fn render(outcome: Outcome, head: bool) -> Response {
 }
 
 /// Read and drop the request body so the connection stays reusable.
-async fn drain(mut body: AxumBody) {
+pub(crate) async fn drain(mut body: AxumBody) {
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         match frame {

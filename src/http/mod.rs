@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod ext_authz;
+pub mod forward;
 pub mod serve;
 
 use std::sync::Arc;
@@ -11,8 +12,18 @@ use crate::app::App;
 
 /// The check listener: every method and path is a check (our own routes are recognised by the
 /// core, not by the router), so routing can never answer 404/405 for a gateway's request.
+/// `<proxy_prefix>/auth` and `<proxy_prefix>/forward` (every path with `forward.catch_all`) are
+/// forward-auth checks; everything else is Envoy's HTTP ext_authz.
 pub fn check_router(app: Arc<App>) -> axum::Router {
-    axum::Router::new()
-        .fallback(ext_authz::check)
-        .with_state(app)
+    axum::Router::new().fallback(dispatch).with_state(app)
+}
+
+async fn dispatch(
+    state: axum::extract::State<Arc<App>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    match forward::mode_for(&state.0, request.uri().path()) {
+        Some(mode) => forward::check(state, mode, request).await,
+        None => ext_authz::check(state, request).await,
+    }
 }

@@ -1,15 +1,22 @@
 //! Serving the check listener with hyper directly: Envoy may forward up to 100 header fields
 //! and 60 KiB of headers (its defaults), more than hyper accepts by default, and a gateway's
 //! keep-alive connection must never be closed for being idle. HTTP/1.1 and h2c (prior
-//! knowledge) are both served, with graceful shutdown.
+//! knowledge) are both served, with graceful shutdown. Every request carries its connection's
+//! peer address (`axum::extract::ConnectInfo<SocketAddr>`): forwarded headers are read only
+//! from peers in `server.trusted_proxies`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use tower::Service;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 /// Header fields accepted per request (hyper's default is 100; Envoy's limit is 100, plus the
@@ -40,8 +47,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
@@ -50,7 +57,7 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
+                let service = with_peer(router.clone(), peer);
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
@@ -72,4 +79,21 @@ pub async fn serve(
         tracing::warn!("connections still open after the drain period; closing them");
     }
     Ok(())
+}
+
+/// The router as a hyper service whose requests carry `ConnectInfo(peer)`.
+fn with_peer(
+    router: axum::Router,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    service_fn(move |mut request: http::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = router.clone();
+        async move { router.call(request).await }
+    })
 }
