@@ -5,6 +5,7 @@
 
 mod bearer;
 mod cli;
+mod forward;
 mod grpc;
 mod support;
 
