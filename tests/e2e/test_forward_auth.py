@@ -1,0 +1,207 @@
+"""portcullis behind real nginx (`auth_request`, config/nginx/portcullis.conf) and real Caddy
+(`forward_auth`, config/caddy/Caddyfile), each running the example config as it is, with the
+real OpenID Provider. Every test runs once per proxy.
+
+Spoofing tests also talk to portcullis directly from 127.0.0.2, a loopback address outside
+`server.trusted_proxies` (127.0.0.1/32, where nginx and Caddy connect from).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from urllib.parse import urljoin
+
+import pytest
+
+from browser import Browser, jwt_claims, query, without_query
+from parts import CLIENT_ID
+from proxies import ForwardStack
+from test_http_ext_authz import clears, echo_json, is_session_cookie, session_set_cookies, set_cookies
+
+PROTECTED = "/protected/page?x=1"
+IDENTITY = (
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-preferred-username",
+    "x-auth-request-groups",
+    "x-auth-request-access-token",
+)
+
+
+@pytest.fixture(scope="module", params=["nginx", "caddy"])
+def fstack(work_dir, request):
+    s = ForwardStack(work_dir / f"forward-{request.param}", request.param)
+    s.start()
+    yield s
+    s.stop()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def assert_login_redirect(stack, r, b: Browser | None = None) -> dict:
+    trace = b.trace() if b else ""
+    assert r.status_code == 302, f"expected a login redirect, got {r.status_code}: {r.text[:300]}\n{trace}"
+    loc = r.headers.get("location", "")
+    assert without_query(loc) == stack.idp.discovery["authorization_endpoint"], loc
+    q = query(loc)
+    assert q["client_id"] == CLIENT_ID
+    assert q["redirect_uri"] == stack.callback_url, q
+    return q
+
+
+def login(stack, b: Browser, path: str = PROTECTED, user: str = "alice") -> dict:
+    r = b.get(stack.url + path)
+    assert_login_redirect(stack, r, b)
+    assert any(c.startswith("_portcullis_csrf_") for c in set_cookies(r)), set_cookies(r)
+    callback = b.authorize_at_idp(r.headers["location"], stack.callback_url, login=user)
+    r = b.get(callback)
+    assert r.status_code == 302, f"callback answered {r.status_code}: {r.text[:300]}\n{b.trace()}"
+    assert urljoin(stack.url + "/", r.headers["location"]) == stack.url + path, b.trace()
+    return echo_json(b.get(stack.url + path))
+
+
+def direct(port: int, method: str, target: str, headers: dict[str, str]):
+    """A request to portcullis from 127.0.0.2: not a trusted proxy."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.2", 0))
+    try:
+        conn.request(method, target, headers=headers)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def normalized(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+# -- the login ---------------------------------------------------------------------------------
+def test_login_reaches_upstream_with_identity_headers(fstack):
+    b = Browser()
+    seen = login(fstack, b)
+    h = seen["headers"]
+    assert seen["path"] == PROTECTED
+    assert h["x-auth-request-user"] == "alice"
+    assert h["x-auth-request-email"] == "alice@example.com"
+    assert h["x-auth-request-preferred-username"] == "alice"
+    assert h["x-auth-request-groups"] == "admins,devs"
+    assert not h.get("x-auth-request-access-token"), "pass_access_token is off"
+    assert "cookie" in h, "the app still gets the browser's cookies"
+    # Other pages and methods with the same session; the admin rule lets alice in.
+    assert echo_json(b.post(fstack.url + "/admin/x", data="a=1"))["method"] == "POST"
+
+
+def test_api_call_without_session_is_401(fstack):
+    api = Browser(accept="application/json")
+    r = api.get(fstack.url + "/api/things")
+    assert r.status_code == 401, r.text[:300]
+    assert r.headers["content-type"].startswith("application/json")
+    assert json.loads(r.text)["error"] == "unauthorized"
+    assert "location" not in r.headers
+    # An XHR from a page, even with an HTML Accept, is an API call too.
+    r = Browser().get(fstack.url + PROTECTED, headers={"X-Requested-With": "XMLHttpRequest"})
+    assert r.status_code == 401
+
+
+def test_public_path_needs_no_session(fstack):
+    seen = echo_json(Browser().get(fstack.url + "/public/readme",
+                                   headers={"X-Auth-Request-User": "mallory"}))
+    assert not seen["headers"].get("x-auth-request-user"), seen["headers"]
+
+
+def test_policy_refusal_is_403(fstack):
+    b = Browser()
+    login(fstack, b, "/protected/bob", user="bob")
+    r = b.get(fstack.url + "/admin/x")
+    assert r.status_code == 403, r.text[:300]
+
+
+def test_sign_out(fstack):
+    b = Browser()
+    login(fstack, b)
+    r = b.get(fstack.url + "/oauth2/sign_out")
+    assert r.status_code == 302, r.text[:300]
+    assert [c for c in session_set_cookies(r) if clears(c)], set_cookies(r)
+    assert not [c.name for c in b.session.cookies if is_session_cookie(c.name) and c.value]
+    loc = r.headers["location"]
+    assert without_query(loc) == fstack.idp.discovery["end_session_endpoint"], loc
+    q = query(loc)
+    assert jwt_claims(q["id_token_hint"])["sub"] == "alice"
+    done = b.confirm_idp_logout(loc)
+    assert done.status_code in (302, 303)
+    back = done.headers["location"]
+    assert without_query(back) == f"{fstack.url}/oauth2/signed_out", back
+    r = b.get(back)
+    assert r.status_code == 401 and "signed out" in r.text.lower(), r.text[:300]
+    # Signed out: a browser is sent to log in again, an API call is refused.
+    assert_login_redirect(fstack, b.get(fstack.url + PROTECTED), b)
+    r = b.get(fstack.url + "/api/x", headers={"Accept": "application/json"})
+    assert r.status_code == 401
+
+
+# -- spoofing ----------------------------------------------------------------------------------
+def test_forwarded_uri_from_the_client_never_opens_a_protected_path(fstack):
+    # Through the proxy: it replaces the client's X-Forwarded-Uri with the real one.
+    anon = Browser(accept="application/json")
+    r = anon.get(fstack.url + "/admin/x", headers={"X-Forwarded-Uri": "/public/x"})
+    assert r.status_code == 401, r.text[:300]
+    b = Browser()
+    login(fstack, b, "/protected/bob", user="bob")
+    r = b.get(fstack.url + "/admin/x", headers={"X-Forwarded-Uri": "/public/x",
+                                                "X-Original-URI": "/public/x"})
+    assert r.status_code == 403, r.text[:300]
+
+    # Directly, from a peer that is not trusted: the header is ignored, the request line decides.
+    port = fstack.portcullis.http_port
+    for target in ("/oauth2/auth", "/oauth2/forward"):
+        status, _, body = direct(port, "GET", target, {
+            "Host": f"127.0.0.1:{fstack.port}", "X-Forwarded-Uri": "/public/x",
+            "Accept": "application/json"})
+        assert status == 401, f"{target}: {status} {body[:200]}"
+
+
+def test_forwarded_host_from_an_untrusted_peer_changes_nothing(fstack):
+    # Through the proxy: the callback stays on the proxy's host.
+    r = Browser().get(fstack.url + PROTECTED, headers={"X-Forwarded-Host": "evil.example",
+                                                      "X-Forwarded-Proto": "https"})
+    q = assert_login_redirect(fstack, r)
+    assert "evil.example" not in q["redirect_uri"]
+
+    # Directly from an untrusted peer: the same redirect as without the header.
+    port = fstack.portcullis.http_port
+    base = {"Host": f"127.0.0.1:{fstack.port}", "Accept": "text/html"}
+    spoofed = dict(base, **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+                            "X-Forwarded-Uri": "/public/x"})
+    status, headers, _ = direct(port, "GET", "/oauth2/forward", spoofed)
+    plain_status, plain_headers, _ = direct(port, "GET", "/oauth2/forward", base)
+    assert status == plain_status == 302
+    assert "evil.example" not in headers["location"]
+    assert query(headers["location"])["redirect_uri"] == query(plain_headers["location"])["redirect_uri"] \
+        == fstack.callback_url
+
+
+def test_identity_header_variants_never_reach_the_app(fstack):
+    b = Browser()
+    login(fstack, b)
+    spoof = {
+        "X-Auth-Request-User": "mallory",
+        "x-auth-request-email": "mallory@evil.example",
+        "X-AUTH-REQUEST-GROUPS": "root",
+        "X-Auth-Request-Access-Token": "stolen",
+    }
+    h = echo_json(b.get(fstack.url + PROTECTED, headers=spoof))["headers"]
+    assert h["x-auth-request-user"] == "alice"
+    assert h["x-auth-request-email"] == "alice@example.com"
+    assert h["x-auth-request-groups"] == "admins,devs"
+    assert h.get("x-auth-request-access-token", "") == "", h
+
+    for name in ("X_Auth_Request_User", "x_auth_request_groups", "X-Auth-Request_Email"):
+        r = b.get(fstack.url + PROTECTED, headers={name: "mallory"})
+        if fstack.proxy_kind == "nginx":  # nginx drops headers with "_" before anyone sees them
+            h = echo_json(r)["headers"]
+            smuggled = {k: v for k, v in h.items() if normalized(k) in IDENTITY and "mallory" in v}
+            assert not smuggled, smuggled
+            assert h["x-auth-request-user"] == "alice"
+        else:  # Caddy passes them on to forward_auth; portcullis refuses the request
+            assert r.status_code == 400, f"{name}: {r.status_code} {r.text[:200]}"
+            assert "imitates an identity header" in r.text
