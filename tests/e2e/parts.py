@@ -101,17 +101,19 @@ class IdP:
 
 class Portcullis:
     def __init__(self, work_dir: Path, issuer: str, client_secret: str, name: str = "portcullis",
-                 extra_toml: str = "", sets: tuple[str, ...] = (), authz_toml: str = ""):
+                 extra_toml: str = "", sets: tuple[str, ...] = (), authz_toml: str = "",
+                 http_port: Optional[int] = None, cookie_secret: Optional[str] = None):
         binary = portcullis_binary()
         if not binary.is_file():
             raise RuntimeError(
                 f"portcullis binary not found at {binary}: build it first (cargo build) "
                 "or set PORTCULLIS_BIN"
             )
-        self.http_port = free_port()
+        # A replacement for a stopped instance may take over its port and cookie secret.
+        self.http_port = http_port or free_port()
         self.grpc_port = free_port()
         self.admin_port = free_port()
-        self.cookie_secret = base64.b64encode(secrets.token_bytes(32)).decode()
+        self.cookie_secret = cookie_secret or base64.b64encode(secrets.token_bytes(32)).decode()
         self.config_path = Path(work_dir) / f"{name}.toml"
         self.config_path.write_text(
             f"""\

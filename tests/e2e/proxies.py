@@ -185,6 +185,20 @@ class ForwardStack:
             raise
         return self
 
+    def restart_portcullis(self, *sets: str) -> None:
+        """Replace portcullis by one on the same port with the same cookie secret (sessions stay
+        valid) and these extra `--set`s, e.g. a stricter policy."""
+        old = self.portcullis
+        old.stop()
+        self._started.remove(old)
+        self.portcullis = Portcullis(
+            self.work_dir, self.idp.issuer, self.client_secret,
+            name="portcullis-restarted",
+            sets=("server.trusted_proxies=127.0.0.1/32", *sets),
+            authz_toml=AUTHZ_RULES, http_port=old.http_port, cookie_secret=old.cookie_secret,
+        )
+        self._started.insert(len(self._started) - 1, self.portcullis.start())
+
     def stop(self) -> None:
         for part in reversed(self._started):
             try:

@@ -205,3 +205,29 @@ def test_identity_header_variants_never_reach_the_app(fstack):
         else:  # Caddy passes them on to forward_auth; portcullis refuses the request
             assert r.status_code == 400, f"{name}: {r.status_code} {r.text[:200]}"
             assert "imitates an identity header" in r.text
+
+
+# -- split session cookies -----------------------------------------------------------------------
+def test_split_session_cookies_are_all_cleared_on_a_refusal(work_dir, request):
+    """carol's session needs several cookies. Under a stricter policy the auth answer is 403 and
+    expires every chunk; nginx keeps only the first Set-Cookie of an auth subrequest, so the
+    example copies portcullis's x-portcullis-set-cookie-<n> lines into the response."""
+    for kind in ("nginx", "caddy"):
+        s = ForwardStack(work_dir / f"forward-split-{kind}", kind)
+        s.start()
+        try:
+            b = Browser()
+            seen = login(s, b, user="carol")
+            assert seen["headers"]["x-auth-request-user"] == "carol"
+            chunks = sorted(c.name for c in b.session.cookies if is_session_cookie(c.name) and c.value)
+            assert len(chunks) >= 2 and "_portcullis" not in chunks, chunks
+
+            s.restart_portcullis("authz.allowed_groups=admins")
+            r = b.get(s.url + PROTECTED)
+            assert r.status_code == 403, f"{kind}: {r.status_code} {r.text[:200]}"
+            expired = {c.split("=", 1)[0] for c in set_cookies(r) if clears(c)}
+            assert set(chunks) <= expired, f"{kind}: {set_cookies(r)}"
+            left = [c.name for c in b.session.cookies if is_session_cookie(c.name) and c.value]
+            assert not left, f"{kind}: chunks left in the browser: {left}"
+        finally:
+            s.stop()

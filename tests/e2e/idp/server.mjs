@@ -23,8 +23,8 @@
 //                          client credentials, groups ["services"] (bearer-token tests)
 //
 // The issuer is http://127.0.0.1:<port>[/PATH]. When the server listens it prints `READY <port>` on
-// stdout. Accounts: any login name is accepted with any password; `alice` and `bob` have the
-// claims below, any other name gets a bare account whose sub is the login name.
+// stdout. Accounts: any login name is accepted with any password; `alice`, `bob` and `carol`
+// (130 groups) have the claims below, any other name gets a bare account whose sub is the login name.
 
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -97,6 +97,17 @@ const ACCOUNTS = {
     family_name: 'Other',
     groups: ['devs'],
   },
+};
+
+// carol: so many groups that portcullis's session cookie is split into chunks (_portcullis_0,
+// _portcullis_1, ...), for the tests of split cookies through nginx's auth_request.
+ACCOUNTS.carol = {
+  sub: 'carol',
+  email: 'carol@example.com',
+  email_verified: true,
+  preferred_username: 'carol',
+  name: 'Carol Many-Groups',
+  groups: Array.from({ length: 130 }, (_, i) => `group-with-a-long-name-${String(i).padStart(4, '0')}`),
 };
 
 function claimsOf(accountId) {
