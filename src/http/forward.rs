@@ -515,6 +515,44 @@ mod tests {
         );
     }
 
+    /// Traefik is not in Debian, so the e2e tests cannot run its example; check what can be
+    /// checked: it asks `/oauth2/forward`, copies every identity header and does not trust a
+    /// client's X-Forwarded-*.
+    #[test]
+    fn traefik_example_matches_what_portcullis_answers() {
+        use figment::providers::{Format, Yaml};
+        let v: serde_json::Value = figment::Figment::from(Yaml::string(include_str!(
+            "../../config/traefik/dynamic.yml"
+        )))
+        .extract()
+        .expect("config/traefik/dynamic.yml parses");
+        let fa = &v["http"]["middlewares"]["portcullis"]["forwardAuth"];
+        let address = fa["address"].as_str().expect("address");
+        assert!(address.ends_with("/oauth2/forward"), "{address}");
+        assert_eq!(fa["trustForwardHeader"], serde_json::json!(false));
+        let copied: Vec<String> = fa["authResponseHeaders"]
+            .as_array()
+            .expect("authResponseHeaders")
+            .iter()
+            .filter_map(|h| h.as_str().map(str::to_ascii_lowercase))
+            .collect();
+        assert_eq!(copied, crate::identity::IDENTITY_HEADERS);
+        let router = &v["http"]["routers"]["app"];
+        assert_eq!(router["middlewares"], serde_json::json!(["portcullis"]));
+        // The Caddy example copies the same headers.
+        let caddy = include_str!("../../config/caddy/Caddyfile");
+        let line = caddy
+            .lines()
+            .find(|l| l.trim_start().starts_with("copy_headers"))
+            .expect("copy_headers");
+        let caddy_copied: Vec<String> = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::to_ascii_lowercase)
+            .collect();
+        assert_eq!(caddy_copied, crate::identity::IDENTITY_HEADERS);
+    }
+
     #[test]
     fn every_cookie_slot_is_in_the_nginx_example() {
         let conf = include_str!("../../config/nginx/portcullis.conf");
