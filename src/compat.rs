@@ -31,6 +31,8 @@ fn err(option: &str, message: impl Into<String>) -> CompatError {
 /// Options with the same meaning here: oauth2-proxy name → our key.
 const SAME: &[(&str, &str)] = &[
     ("oidc_issuer_url", "oidc.issuer_url"),
+    // An empty list trusts everybody in oauth2-proxy and nobody here: only a list carries over.
+    ("trusted_proxy_ip", "server.trusted_proxies"),
     ("client_id", "oidc.client_id"),
     ("client_secret", "oidc.client_secret"),
     ("client_secret_file", "oidc.client_secret_file"),
@@ -247,6 +249,16 @@ cookie_secure = true
 cookie_samesite = "lax"
 cookie_expire = "168h0m0s"
 "#;
+
+    #[test]
+    fn trusted_proxy_ip_carries_over() {
+        let t = translate("reverse_proxy = true\ntrusted_proxy_ip = [\"10.0.0.0/8\"]\n")
+            .expect("translates");
+        assert_eq!(
+            get(&t, "server.trusted_proxies"),
+            Some(&serde_json::json!(["10.0.0.0/8"]))
+        );
+    }
 
     fn get<'a>(t: &'a Translated, key: &str) -> Option<&'a Value> {
         t.sets.iter().find(|(k, _)| k == key).map(|(_, v)| v)
