@@ -33,7 +33,8 @@ MINIMAL = {
 # Every optional object on, every pass-through filled.
 FULL = {
     "config": {
-        "server": {"proxy_prefix": "/auth", "path_prefix": "/ext-authz", "grpc_address": "0.0.0.0:4181"},
+        "server": {"proxy_prefix": "/auth", "path_prefix": "/ext-authz", "grpc_address": "0.0.0.0:4181",
+                   "trusted_proxies": ["10.0.0.0/8", "fd00::/8", "192.168.1.10"]},
         "oidc": {
             "issuer_url": "https://idp.example.com/realms/main",
             "client_id": "portcullis",
@@ -54,6 +55,7 @@ FULL = {
         "pages": {"templates_dir": "", "provider_name": "Example SSO",
                   "footer": "Example Corp — <b>internal</b>", "signed_in_page": False},
         "log": {"level": "portcullis=debug,info", "format": "json"},
+        "forward": {"auth_status": 200, "catch_all": False},
     },
     "secrets": {"clientSecret": CLIENT_SECRET, "cookieSecret": COOKIE_SECRET,
                 "previousCookieSecrets": [OLD_COOKIE_SECRET]},
