@@ -558,7 +558,7 @@ impl Config {
         };
         let raw = Self::load_raw(sources, base)?;
         let mut config = Self::validate(raw)?;
-        config.warnings = warnings;
+        config.warnings.extend(warnings);
         Ok(config)
     }
 
@@ -641,6 +641,7 @@ impl Config {
         };
         let pages = validate_pages(raw.pages)?;
         let forward = validate_forward(raw.forward)?;
+        let warnings = forward_warnings(&server, &forward);
         let log = LogConfig {
             json: match raw.log.format.as_str() {
                 "text" => false,
@@ -666,7 +667,7 @@ impl Config {
                 istio_sample,
                 istio_sample_allow_service_account,
             },
-            warnings: Vec::new(),
+            warnings,
             bearer,
             forward,
         })
@@ -897,6 +898,16 @@ fn parse_cidr(s: &str) -> Result<ipnet::IpNet, ConfigError> {
         ));
     }
     Ok(net)
+}
+
+/// `forward.catch_all` says every check comes from a forward-auth proxy; with nobody trusted,
+/// what the proxy says about the original request is never read.
+fn forward_warnings(server: &ServerConfig, forward: &ForwardConfig) -> Vec<String> {
+    if forward.catch_all && server.trusted_proxies.is_empty() {
+        vec!["forward.catch_all is on but server.trusted_proxies is empty: X-Forwarded-Uri and the other forwarded headers are ignored, so rules see the check request's own path; add your proxy's address".into()]
+    } else {
+        Vec::new()
+    }
 }
 
 fn validate_forward(raw: RawForward) -> Result<ForwardConfig, ConfigError> {
@@ -1472,6 +1483,15 @@ mod tests {
         );
         assert_eq!(d.forward.auth_status, http::StatusCode::ACCEPTED);
         assert!(!d.forward.catch_all);
+        assert!(d.warnings.is_empty());
+        let w = load_toml("[forward]\ncatch_all = true\n").expect("valid");
+        assert!(
+            w.warnings
+                .iter()
+                .any(|w| w.contains("server.trusted_proxies")),
+            "{:?}",
+            w.warnings
+        );
         for (toml, key) in [
             (
                 "[server]\ntrusted_proxies = [\"10.1.2.3/8\"]\n",

@@ -405,6 +405,40 @@ mod tests {
         assert_ne!(lower.method, Some(Method::GET));
     }
 
+    proptest::proptest! {
+        /// Whatever a proxy sends, reading never panics, and what is read has the promised shape.
+        #[test]
+        fn forwarded_reading_is_total(
+            method in "[ -~]{0,12}",
+            proto in "[ -~]{0,12}",
+            host in "[ -~]{0,40}",
+            uri in "[ -~]{0,60}",
+        ) {
+            let mut h = HeaderMap::new();
+            for (name, value) in [
+                (X_FORWARDED_METHOD, &method),
+                (X_FORWARDED_PROTO, &proto),
+                (X_FORWARDED_HOST, &host),
+                (X_FORWARDED_URI, &uri),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    h.insert(name, v);
+                }
+            }
+            if let Ok(f) = Forwarded::read(&h) {
+                if let Some(p) = f.proto {
+                    proptest::prop_assert!(p == "http" || p == "https");
+                }
+                if let Some(u) = f.uri {
+                    proptest::prop_assert!(u.starts_with('/') && !u.contains(' '));
+                }
+                if let Some(host) = f.host {
+                    proptest::prop_assert!(!host.is_empty() && !host.contains(['@', ' ', '/']));
+                }
+            }
+        }
+    }
+
     #[test]
     fn trusted_peers() {
         let nets: Vec<ipnet::IpNet> = ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]
