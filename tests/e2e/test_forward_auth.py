@@ -15,6 +15,7 @@ from urllib.parse import urljoin
 import pytest
 
 from browser import Browser, jwt_claims, query, without_query
+from chrome import Chromium
 from parts import CLIENT_ID
 from proxies import ForwardStack
 from test_http_ext_authz import clears, echo_json, is_session_cookie, session_set_cookies, set_cookies
@@ -137,6 +138,32 @@ def test_sign_out(fstack):
     assert_login_redirect(fstack, b.get(fstack.url + PROTECTED), b)
     r = b.get(fstack.url + "/api/x", headers={"Accept": "application/json"})
     assert r.status_code == 401
+
+
+def test_login_and_sign_out_in_chromium(fstack, work_dir):
+    """Headless Chromium through the proxy: a deep link, the IdP's own login and consent
+    forms, back to the app (which greets the user from the identity headers), sign-out through
+    the IdP's confirmation to our signed-out page, and a login asked for again."""
+    deep = "/app/reports/2026?q=north%20east&sort=-date"
+    b = Chromium(work_dir, name=f"forward-{fstack.proxy_kind}")
+    try:
+        b.get(fstack.url + deep)
+        assert b.url.startswith(fstack.idp.issuer), f"straight to the IdP: {b.url}"
+        b.idp_login("alice")
+        b.wait_for("the app page", lambda: b.has("#greeting"))
+        assert b.url == fstack.url + deep, b.url
+        assert b.find("#greeting").text == "Hello, alice"
+        assert b.find("#path").text == deep
+        assert b.find("#groups").text == "admins,devs"
+
+        b.find("#sign-out").click()
+        b.idp_confirm_logout()
+        b.wait_for("the signed-out page", lambda: b.has("main h1") and "signed out" in b.find("h1").text)
+        assert b.url == fstack.url + "/oauth2/signed_out", b.url
+        b.get(fstack.url + "/app/")
+        b.wait_for("the IdP's login form", b.at_idp_login)
+    finally:
+        b.quit()
 
 
 # -- spoofing ----------------------------------------------------------------------------------
