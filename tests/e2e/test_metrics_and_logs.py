@@ -103,6 +103,10 @@ def test_json_logs_parse_and_hold_no_secrets(json_stack):
 
     signed_in = [r for r in records if fields(r).get("message") == "signed in"]
     assert len(signed_in) >= 1 and all(fields(r).get("request_id") for r in signed_in), signed_in
+    # Users appear only as a keyed hash (log.include_user is off), the same one on every line.
+    users = {fields(r).get("user") for r in signed_in}
+    assert len(users) == 1 and users.pop().startswith("hmac:"), signed_in
+    assert "alice" not in text, "the log names the user"
     refused = [r for r in records if "pending login" in fields(r).get("message", "")]
     assert refused and all(fields(r).get("request_id") for r in refused), records[-5:]
     checks = [r for r in records if fields(r).get("message") == "check"]

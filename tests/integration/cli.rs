@@ -236,3 +236,26 @@ fn non_key_environment_variables_are_not_configuration() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+#[test]
+fn an_otlp_endpoint_needs_a_binary_built_with_the_otlp_feature() {
+    let p = config_file(
+        "otlp.toml",
+        &format!(
+            "{}\n[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+            valid_toml()
+        ),
+    );
+    let out = portcullis(&["check-config", "--config", p.to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "otlp") {
+        assert_eq!(out.status.code(), Some(0), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert!(err.contains("tracing.otlp_endpoint"), "{err}");
+        assert!(err.contains("--features otlp"), "{err}");
+        // And `serve` stops before binding anything.
+        let out = portcullis(&["serve", "--config", p.to_str().expect("utf8")]);
+        assert_eq!(out.status.code(), Some(64));
+    }
+}

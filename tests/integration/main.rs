@@ -6,6 +6,8 @@
 mod bearer;
 mod cli;
 mod grpc;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod support;
 
 use support::{Browser, TestApp};
