@@ -49,7 +49,7 @@ esac
 say "$("$CARGO" --version)"
 feature_args=()
 [ -z "$FEATURES" ] || feature_args=(--features "$FEATURES")
-say "cargo build ${profile_args[*]} --locked ${feature_args[*]} --bin portcullis (target dir $TARGET_DIR)"
+say "cargo build ${profile_args[*]} --locked ${feature_args[*]:+${feature_args[*]} }--bin portcullis (target dir $TARGET_DIR)"
 "$CARGO" build "${profile_args[@]}" --locked "${feature_args[@]}" --bin portcullis
 
 built="$TARGET_DIR/$profile_dir/portcullis"

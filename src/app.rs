@@ -55,7 +55,9 @@ impl App {
         } else {
             None
         };
+        let sessions = SessionCookies::new(&config.cookie, &config.server.proxy_prefix);
         let mut metrics = Metrics::new();
+        metrics.register_sessions("cookie", sessions.stats.clone());
         if let Some(b) = &bearers {
             metrics.register_bearer(b.stats.clone());
         }
@@ -63,7 +65,7 @@ impl App {
         let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
         Ok(Self {
             log_users: LogUsers::new(config.log.include_user, &config.cookie.key),
-            sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
+            sessions,
             policy: Policy::new(&config.authz)
                 .with_bearer_fallback(config.bearer.fallback_to_cookie),
             bearers,

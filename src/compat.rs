@@ -80,7 +80,9 @@ const FILE_ONLY: &[&str] = &[
 
 /// Our key for the environment variable `OAUTH2_PROXY_<name>` (`name` lowercased), if any.
 pub fn env_key(name: &str) -> Option<&'static str> {
-    SAME.iter().find(|(from, _)| *from == name).map(|(_, to)| *to)
+    SAME.iter()
+        .find(|(from, _)| *from == name)
+        .map(|(_, to)| *to)
 }
 
 /// Options that restrict who gets in and that portcullis cannot enforce: dropping them would
@@ -346,7 +348,10 @@ cookie_expire = "168h0m0s"
         ("proxy_prefix", "server.proxy_prefix"),
         ("set_xauthrequest", "headers.set_xauthrequest"),
         ("pass_access_token", "headers.pass_access_token"),
-        ("set_authorization_header", "headers.set_authorization_header"),
+        (
+            "set_authorization_header",
+            "headers.set_authorization_header",
+        ),
         ("custom_templates_dir", "pages.templates_dir"),
         ("provider_display_name", "pages.provider_name"),
         ("footer", "pages.footer"),
@@ -368,7 +373,11 @@ cookie_expire = "168h0m0s"
             "skip_provider_button",
             "github_org",
         ] {
-            assert_eq!(env_key(name), None, "{name} is not read from the environment");
+            assert_eq!(
+                env_key(name),
+                None,
+                "{name} is not read from the environment"
+            );
         }
     }
 
@@ -379,7 +388,10 @@ cookie_expire = "168h0m0s"
             let row = format!("| `OAUTH2_PROXY_{}` | `{key}` |", name.to_uppercase());
             assert!(docs.contains(&row), "docs/configuration.md lacks {row}");
         }
-        let rows = docs.lines().filter(|l| l.starts_with("| `OAUTH2_PROXY_")).count();
+        let rows = docs
+            .lines()
+            .filter(|l| l.starts_with("| `OAUTH2_PROXY_"))
+            .count();
         assert_eq!(rows, SAME.len(), "docs list names the code does not read");
     }
 

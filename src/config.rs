@@ -488,13 +488,9 @@ impl Config {
         }
         if sources.use_env {
             fig = fig
-                .merge(
-                    Env::prefixed("OAUTH2_PROXY_")
-                        .filter_map(|k| {
-                            crate::compat::env_key(&k.as_str().to_ascii_lowercase())
-                                .map(Into::into)
-                        }),
-                )
+                .merge(Env::prefixed("OAUTH2_PROXY_").filter_map(|k| {
+                    crate::compat::env_key(&k.as_str().to_ascii_lowercase()).map(Into::into)
+                }))
                 // Only SECTION__KEY names: PORTCULLIS_CONFIG (the --config flag) and the
                 // PORTCULLIS_SERVICE_HOST / _PORT_* variables Kubernetes injects for a Service
                 // named portcullis are not configuration keys.

@@ -105,7 +105,9 @@ pub(crate) fn validate_tracing(raw: RawTracing) -> Result<TracingConfig, ConfigE
         .ok_or_else(|| {
             ConfigError::new(
                 KEY,
-                format!("expected an http(s) URL such as http://otel-collector:4318, got {endpoint:?}"),
+                format!(
+                    "expected an http(s) URL such as http://otel-collector:4318, got {endpoint:?}"
+                ),
             )
         })?;
     if !url.username().is_empty() || url.password().is_some() {

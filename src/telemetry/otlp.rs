@@ -67,8 +67,8 @@ where
         .build();
     let tracer = provider.tracer("portcullis");
     // Only our own spans (and the events inside them, as span events) are exported.
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_target("portcullis", tracing::Level::INFO);
+    let filter =
+        tracing_subscriber::filter::Targets::new().with_target("portcullis", tracing::Level::INFO);
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(filter);

@@ -57,6 +57,11 @@ def test_scrape_counts_what_the_traffic_did(json_stack):
     assert moved("portcullis_idp_requests_total", endpoint="token", status="ok") == 1
     assert moved("portcullis_idp_requests_total", endpoint="userinfo", status="ok") == 1
     assert moved("portcullis_check_duration_seconds_count", adapter="http") == 4
+    s = "portcullis_session_operations_total"
+    assert moved(s, store="cookie", op="save", result="ok") == 1  # the callback
+    assert moved(s, store="cookie", op="load", result="valid") == 1  # the allowed request
+    assert moved(s, store="cookie", op="load", result="absent") >= 2  # before login, the API call
+    assert moved(s, store="cookie", op="load", result="invalid") == 0
     assert value(after, "portcullis_build_info", version="0.1.0") == 1
     assert value(after, "portcullis_idp_requests_total", endpoint="discovery", status="ok") >= 1
 

@@ -82,13 +82,12 @@ mod otlp_proto {
 use otlp_proto::{ExportTraceServiceRequest, KeyValue, Value};
 
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
             Value::String(s) => Some(s.as_str()),
             _ => None,
-        })
+        }
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -127,7 +126,10 @@ async fn check_spans_are_exported_inside_the_callers_trace() {
                     .unwrap_or_default()
                     .to_string();
                 sink.lock().unwrap().push((ct, body));
-                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
             }
         }),
     );
@@ -140,9 +142,18 @@ async fn check_spans_are_exported_inside_the_callers_trace() {
         Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["serve", "--set", "compat.istio_sample=true"])
             .env_remove("PORTCULLIS_CONFIG")
-            .env("PORTCULLIS_SERVER__HTTP_ADDRESS", format!("127.0.0.1:{http}"))
-            .env("PORTCULLIS_SERVER__GRPC_ADDRESS", format!("127.0.0.1:{grpc}"))
-            .env("PORTCULLIS_SERVER__ADMIN_ADDRESS", format!("127.0.0.1:{admin}"))
+            .env(
+                "PORTCULLIS_SERVER__HTTP_ADDRESS",
+                format!("127.0.0.1:{http}"),
+            )
+            .env(
+                "PORTCULLIS_SERVER__GRPC_ADDRESS",
+                format!("127.0.0.1:{grpc}"),
+            )
+            .env(
+                "PORTCULLIS_SERVER__ADMIN_ADDRESS",
+                format!("127.0.0.1:{admin}"),
+            )
             // Discovery fails at once and is retried in the background; the sample preset
             // answers without the IdP.
             .env("PORTCULLIS_OIDC__ISSUER_URL", "http://127.0.0.1:9/")
@@ -191,9 +202,12 @@ async fn check_spans_are_exported_inside_the_callers_trace() {
         }
         req.send()
     };
-    let r = check("req-sampled", Some(format!("00-{sampled_trace}-{caller_span}-01")))
-        .await
-        .unwrap();
+    let r = check(
+        "req-sampled",
+        Some(format!("00-{sampled_trace}-{caller_span}-01")),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 200);
     let r = check(
         "req-unsampled",
@@ -225,7 +239,10 @@ async fn check_spans_are_exported_inside_the_callers_trace() {
     assert!(status.success(), "exit {status:?}: {stderr}");
 
     let bodies = received.lock().unwrap().clone();
-    assert!(!bodies.is_empty(), "no export reached the receiver: {stderr}");
+    assert!(
+        !bodies.is_empty(),
+        "no export reached the receiver: {stderr}"
+    );
     let mut spans = Vec::new();
     for (content_type, body) in &bodies {
         assert_eq!(content_type, "application/x-protobuf");
