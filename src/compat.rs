@@ -138,6 +138,54 @@ pub fn translate(text: &str) -> Result<Translated, CompatError> {
     Ok(out)
 }
 
+/// The verdict on `OAUTH2_PROXY_*` environment variables that are not read as configuration
+/// (all but [`SAME`]'s names): the same as for the option in a file — an error for a restriction
+/// portcullis cannot enforce, a provider other than OIDC or disabled TLS verification, else one
+/// warning each. Kubernetes' service-link variables of a Service named oauth2-proxy
+/// (`OAUTH2_PROXY_SERVICE_HOST`, `OAUTH2_PROXY_PORT_4180_TCP`, …) are not options.
+pub fn check_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, CompatError> {
+    const RESTRICTS: &str = "restricts who may sign in, and portcullis cannot enforce it; express it with authz.email_domains / authz.allowed_groups (groups claim) before switching";
+    let mut warnings = Vec::new();
+    for (var, raw) in vars {
+        let Some(name) = var.strip_prefix("OAUTH2_PROXY_") else {
+            continue;
+        };
+        let option = name.to_ascii_lowercase();
+        let service_link = option == "port"
+            || option.starts_with("port_")
+            || option == "service_host"
+            || option.starts_with("service_port");
+        if service_link || env_key(&option).is_some() {
+            continue;
+        }
+        let value = match raw.trim() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            other => Value::String(other.to_string()),
+        };
+        if RESTRICTIONS.contains(&option.as_str()) && !is_empty(&value) {
+            return Err(err(&var, RESTRICTS));
+        }
+        if FILE_ONLY.contains(&option.as_str()) {
+            warnings.push(format!(
+                "environment variable {var} is ignored: this option is read from an oauth2-proxy config file only"
+            ));
+            continue;
+        }
+        let mut out = Translated::default();
+        translate_special(&option, &value, &mut out).map_err(|e| err(&var, e.message))?;
+        let from = format!("oauth2-proxy option {option}");
+        warnings.extend(
+            out.warnings
+                .into_iter()
+                .map(|w| w.replace(&from, &format!("environment variable {var}"))),
+        );
+    }
+    Ok(warnings)
+}
+
 fn translate_special(option: &str, v: &Value, out: &mut Translated) -> Result<(), CompatError> {
     let ignored = |out: &mut Translated, why: &str| {
         out.warnings
@@ -412,6 +460,46 @@ cookie_expire = "168h0m0s"
         );
         assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
         assert!(t.warnings[0].contains("only the first domain"));
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Result<Vec<String>, CompatError> {
+        check_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn environment_restrictions_are_errors_and_the_rest_warns() {
+        for (var, value) in [
+            ("OAUTH2_PROXY_GITHUB_ORG", "acme"),
+            ("OAUTH2_PROXY_AUTHENTICATED_EMAILS_FILE", "/etc/emails"),
+            ("OAUTH2_PROXY_PROVIDER", "github"),
+            ("OAUTH2_PROXY_SSL_INSECURE_SKIP_VERIFY", "true"),
+        ] {
+            let e = env(&[(var, value)]).expect_err(var);
+            assert_eq!(e.option, var);
+        }
+        let w = env(&[
+            ("OAUTH2_PROXY_CLIENT_ID", "read as configuration"),
+            ("OAUTH2_PROXY_PROVIDER", "oidc"),
+            ("OAUTH2_PROXY_UPSTREAMS", "static://200"),
+            ("OAUTH2_PROXY_SKIP_PROVIDER_BUTTON", "true"),
+            ("OAUTH2_PROXY_SERVICE_HOST", "10.0.0.1"),
+            ("OAUTH2_PROXY_SERVICE_PORT_HTTP", "4180"),
+            ("OAUTH2_PROXY_PORT", "tcp://10.0.0.1:4180"),
+            ("OAUTH2_PROXY_PORT_4180_TCP_ADDR", "10.0.0.1"),
+            ("PORTCULLIS_X", "not ours"),
+        ])
+        .expect("nothing refused");
+        assert!(w.is_empty(), "{w:?}");
+        let w = env(&[
+            ("OAUTH2_PROXY_REVERSE_PROXY", "true"),
+            ("OAUTH2_PROXY_INSECURE_OIDC_ALLOW_UNVERIFIED_EMAIL", "true"),
+            ("OAUTH2_PROXY_BANNER", "hi"),
+        ])
+        .expect("warnings only");
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("environment variable OAUTH2_PROXY_REVERSE_PROXY is ignored"));
+        assert!(w[1].contains("config file only"));
+        assert!(w[2].contains("OAUTH2_PROXY_BANNER"));
     }
 
     #[test]

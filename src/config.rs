@@ -465,6 +465,14 @@ impl Config {
             Some(path) => oauth2_proxy_layer(path)?,
             None => (Figment::new(), Vec::new()),
         };
+        let mut warnings = warnings;
+        if sources.use_env {
+            // OAUTH2_PROXY_* names we do not read get the verdict their file option would.
+            warnings.extend(
+                crate::compat::check_env(std::env::vars())
+                    .map_err(|e| ConfigError::new(&e.option, e.message))?,
+            );
+        }
         let raw = Self::load_raw(sources, base)?;
         let mut config = Self::validate(raw)?;
         config.warnings = warnings;

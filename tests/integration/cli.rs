@@ -119,6 +119,23 @@ fn environment_variables_configure_and_are_validated() {
     ]);
     assert_eq!(bad.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("server.http_address"));
+    // oauth2-proxy variables that are not read: a restriction is an error naming it, the rest
+    // a warning each (Kubernetes service links of an oauth2-proxy Service are not options).
+    let restricted = run(&[
+        ("OAUTH2_PROXY_CLIENT_SECRET", "s"),
+        ("OAUTH2_PROXY_GITHUB_ORG", "acme"),
+    ]);
+    assert_eq!(restricted.status.code(), Some(64), "{restricted:?}");
+    assert!(String::from_utf8_lossy(&restricted.stderr).contains("OAUTH2_PROXY_GITHUB_ORG"));
+    let warned = run(&[
+        ("OAUTH2_PROXY_CLIENT_SECRET", "s"),
+        ("OAUTH2_PROXY_REVERSE_PROXY", "true"),
+        ("OAUTH2_PROXY_SERVICE_HOST", "10.0.0.1"),
+    ]);
+    assert_eq!(warned.status.code(), Some(0), "{warned:?}");
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    assert_eq!(stderr.matches("warning").count(), 1, "{stderr}");
+    assert!(stderr.contains("OAUTH2_PROXY_REVERSE_PROXY"), "{stderr}");
     let unknown = run(&[
         ("PORTCULLIS_OIDC__CLIENT_SECRET", "s"),
         ("PORTCULLIS_OIDC__CLIENT_SECERT", "typo"),
