@@ -218,6 +218,18 @@ async fn check_spans_are_exported_inside_the_callers_trace() {
     assert_eq!(r.status(), 200);
     let r = check("req-root", None).await.unwrap();
     assert_eq!(r.status(), 200);
+    // Over gRPC (Envoy's envoy_grpc mode forwards every header in the CheckRequest).
+    let grpc_trace = "5b8efff798038103d269b633813fc60c";
+    let grpc_caller = "eee19b7ec3c1b174";
+    grpc_check(
+        grpc,
+        &[
+            ("x-ext-authz", "allow"),
+            ("x-request-id", "req-grpc"),
+            ("traceparent", &format!("00-{grpc_trace}-{grpc_caller}-01")),
+        ],
+    )
+    .await;
 
     // SIGTERM: a graceful stop flushes the spans still batched.
     let pid = child.0.id().to_string();
@@ -286,4 +298,48 @@ async fn check_spans_are_exported_inside_the_callers_trace() {
     assert!(root[0].parent_span_id.is_empty());
     assert_eq!(root[0].trace_id.len(), 16);
     assert_ne!(hex(&root[0].trace_id), sampled_trace);
+
+    let over_grpc = by_request("req-grpc");
+    assert_eq!(over_grpc.len(), 1, "{spans:#?}");
+    assert_eq!(hex(&over_grpc[0].trace_id), grpc_trace);
+    assert_eq!(hex(&over_grpc[0].parent_span_id), grpc_caller);
+    assert_eq!(attr(&over_grpc[0].attributes, "adapter"), Some("grpc"));
+}
+
+/// One Check over gRPC with these request headers, expected to be allowed (status code 0).
+async fn grpc_check(port: u16, headers: &[(&str, &str)]) {
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    host: "app.example.com".into(),
+                    path: "/headers".into(),
+                    scheme: "http".into(),
+                    protocol: "HTTP/1.1".into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let answer = AuthorizationClient::new(channel)
+        .check(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.status.map(|s| s.code), Some(0), "allowed over gRPC");
 }
