@@ -59,12 +59,9 @@ impl SessionCookies {
     pub fn load(&self, input: &CheckInput, now: i64) -> Option<Session> {
         let s = &self.stats;
         let Some(sealed) = self.codec.join(&self.name, |n| input.cookie(n)) else {
-            // Present but unjoinable chunks read as invalid, no cookie at all as absent.
-            let any = self
-                .codec
-                .all_names(&self.name)
-                .iter()
-                .any(|n| input.cookie(n).is_some());
+            // A cookie (or first chunk) that does not join reads as invalid, none as absent.
+            let any = input.cookie(&self.name).is_some()
+                || input.cookie(&format!("{}_0", self.name)).is_some();
             StoreStats::inc(if any { &s.load_invalid } else { &s.load_absent });
             return None;
         };
