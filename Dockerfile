@@ -13,6 +13,9 @@ ARG RUST_IMAGE=rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${RUST_IMAGE} AS builder
+# Cargo features: "otlp" lets tracing.otlp_endpoint export spans (off until it is set);
+# --build-arg FEATURES= builds without.
+ARG FEATURES=otlp
 WORKDIR /src
 COPY . .
 # Cache mounts keep the crate registry and build tree between builds; the script copies the
@@ -20,7 +23,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    CARGO_TARGET_DIR=/src/target scripts/build-release.sh /out
+    CARGO_TARGET_DIR=/src/target FEATURES="${FEATURES}" scripts/build-release.sh /out
 
 FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="portcullis" \

@@ -5,8 +5,8 @@
 #
 #   scripts/build-release.sh [OUT_DIR]        OUT_DIR defaults to <repo>/dist
 #
-# It runs `cargo build --release --locked --bin portcullis` (Cargo.lock must be current), then
-# prints the built binary's --version as a smoke test.
+# It runs `cargo build --release --locked --features otlp --bin portcullis` (Cargo.lock must be
+# current), then prints the built binary's --version as a smoke test.
 #
 # Environment:
 #   CARGO_TARGET_DIR  cargo's build directory (default <repo>/target; a relative path is taken
@@ -14,6 +14,8 @@
 #   BUILD_PROFILE     cargo profile, default "release". "dev" gives a fast debug build that
 #                     reuses `cargo build`'s artifacts: tests/chart/test_dockerfile.py uses it to
 #                     check this script without a second release build.
+#   FEATURES          cargo features, default "otlp" (OTLP trace export, still off until
+#                     tracing.otlp_endpoint is set); empty for none.
 #   CARGO             the cargo to run (default: cargo).
 set -euo pipefail
 
@@ -21,6 +23,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT_DIR="${1:-$ROOT/dist}"
 PROFILE="${BUILD_PROFILE:-release}"
 CARGO="${CARGO:-cargo}"
+FEATURES="${FEATURES-otlp}"
 
 say() { printf 'build-release: %s\n' "$*"; }
 die() { printf 'build-release: error: %s\n' "$*" >&2; exit 1; }
@@ -44,8 +47,10 @@ case "$PROFILE" in
 esac
 
 say "$("$CARGO" --version)"
-say "cargo build ${profile_args[*]} --locked --bin portcullis (target dir $TARGET_DIR)"
-"$CARGO" build "${profile_args[@]}" --locked --bin portcullis
+feature_args=()
+[ -z "$FEATURES" ] || feature_args=(--features "$FEATURES")
+say "cargo build ${profile_args[*]} --locked ${feature_args[*]:+${feature_args[*]} }--bin portcullis (target dir $TARGET_DIR)"
+"$CARGO" build "${profile_args[@]}" --locked "${feature_args[@]}" --bin portcullis
 
 built="$TARGET_DIR/$profile_dir/portcullis"
 [ -x "$built" ] || die "cargo finished but $built is missing"

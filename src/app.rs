@@ -21,6 +21,7 @@ use crate::oidc::Oidc;
 use crate::pages::{Branding, ErrorPage, Pages};
 use crate::redirect::{self, ReturnTo};
 use crate::session::SessionCookies;
+use crate::telemetry::LogUsers;
 use crate::token::Bearers;
 
 /// Everything a request needs, built once at start-up.
@@ -34,6 +35,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Bearer JWT verification; `None` unless `bearer.enabled`.
     pub bearers: Option<Arc<Bearers>>,
+    /// How users appear in logs (`log.include_user`).
+    pub log_users: LogUsers,
 }
 
 impl App {
@@ -52,14 +55,17 @@ impl App {
         } else {
             None
         };
+        let sessions = SessionCookies::new(&config.cookie, &config.server.proxy_prefix);
         let mut metrics = Metrics::new();
+        metrics.register_sessions("cookie", sessions.stats.clone());
         if let Some(b) = &bearers {
             metrics.register_bearer(b.stats.clone());
         }
         let metrics = Arc::new(metrics);
         let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
         Ok(Self {
-            sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
+            log_users: LogUsers::new(config.log.include_user, &config.cookie.key),
+            sessions,
             policy: Policy::new(&config.authz)
                 .with_bearer_fallback(config.bearer.fallback_to_cookie),
             bearers,
@@ -228,35 +234,24 @@ impl App {
     }
 }
 
-/// Install the tracing subscriber (text or JSON on stderr).
-pub fn init_tracing(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second initialisation (tests) is not an error worth reporting.
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
-/// `portcullis serve`: run until a shutdown signal.
+/// `portcullis serve`: run until a shutdown signal, then flush the spans not yet exported.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    init_tracing(&config.log.level, config.log.json);
+    let rt = runtime()?;
+    let telemetry = crate::telemetry::init(&config.log, &config.tracing, rt.handle())
+        .context("tracing.otlp_endpoint")?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    runtime()?.block_on(async move {
+    let result = rt.block_on(async move {
         let app = Arc::new(App::new(config, Clock::system())?);
         let listeners = Listeners::bind(&app.config).await?;
         tokio::spawn(app.oidc.clone().discover_until_ready());
         app.start_bearer_keys();
         listeners.serve(app, shutdown_signal()).await
-    })
+    });
+    // The runtime's workers still run here: the exporter's last requests ride on them.
+    telemetry.shutdown();
+    result
 }
 
 /// `portcullis dev`: the proxy plus the embedded development issuer, on loopback.

@@ -28,8 +28,11 @@ fn err(option: &str, message: impl Into<String>) -> CompatError {
     }
 }
 
-/// Options with the same meaning here: oauth2-proxy name → our key.
-const SAME: &[(&str, &str)] = &[
+/// oauth2-proxy options that mean the same here, as (its name, our key). The one table for
+/// both places oauth2-proxy takes options: its configuration file (`--oauth2-proxy-config`)
+/// and its environment variables (`OAUTH2_PROXY_<NAME>`, see [`env_key`]). Values pass through
+/// as they are: our lists accept oauth2-proxy's comma- or space-separated strings.
+pub const SAME: &[(&str, &str)] = &[
     ("oidc_issuer_url", "oidc.issuer_url"),
     // An empty list trusts everybody in oauth2-proxy and nobody here: only a list carries over.
     ("trusted_proxy_ip", "server.trusted_proxies"),
@@ -37,17 +40,24 @@ const SAME: &[(&str, &str)] = &[
     ("client_secret", "oidc.client_secret"),
     ("client_secret_file", "oidc.client_secret_file"),
     ("redirect_url", "oidc.redirect_url"),
+    ("scope", "oidc.scopes"),
     ("oidc_email_claim", "oidc.email_claim"),
     ("oidc_groups_claim", "oidc.groups_claim"),
     ("cookie_name", "cookie.name"),
     ("cookie_secret", "cookie.secret"),
     ("cookie_secret_file", "cookie.secret_file"),
+    ("cookie_domain", "cookie.domain"),
+    ("cookie_domains", "cookie.domain"),
     ("cookie_path", "cookie.path"),
     ("cookie_expire", "cookie.expire"),
     ("cookie_secure", "cookie.secure"),
+    ("cookie_samesite", "cookie.same_site"),
     ("email_domains", "authz.email_domains"),
+    ("email_domain", "authz.email_domains"),
     ("allowed_groups", "authz.allowed_groups"),
+    ("allowed_group", "authz.allowed_groups"),
     ("whitelist_domains", "authz.redirect_domains"),
+    ("whitelist_domain", "authz.redirect_domains"),
     ("http_address", "server.http_address"),
     ("proxy_prefix", "server.proxy_prefix"),
     ("set_xauthrequest", "headers.set_xauthrequest"),
@@ -59,11 +69,23 @@ const SAME: &[(&str, &str)] = &[
     ("custom_templates_dir", "pages.templates_dir"),
     ("provider_display_name", "pages.provider_name"),
     ("footer", "pages.footer"),
-    (
-        "insecure_oidc_allow_unverified_email",
-        "oidc.allow_unverified_email",
-    ),
 ];
+
+/// The file-only cases beside [`SAME`]: in a file, `cookie_domains` is a list (the first
+/// domain is used, more are warned about), and `insecure_oidc_allow_unverified_email` is read
+/// from a file only (it never had an environment name here).
+const FILE_ONLY: &[&str] = &[
+    "cookie_domain",
+    "cookie_domains",
+    "insecure_oidc_allow_unverified_email",
+];
+
+/// Our key for the environment variable `OAUTH2_PROXY_<name>` (`name` lowercased), if any.
+pub fn env_key(name: &str) -> Option<&'static str> {
+    SAME.iter()
+        .find(|(from, _)| *from == name)
+        .map(|(_, to)| *to)
+}
 
 /// Options that restrict who gets in and that portcullis cannot enforce: dropping them would
 /// open the door wider than the oauth2-proxy setup did.
@@ -99,6 +121,10 @@ pub fn translate(text: &str) -> Result<Translated, CompatError> {
         let option = option.replace('-', "_");
         let option = option.as_str();
         let json = serde_json::to_value(value).map_err(|e| err(option, e.to_string()))?;
+        if FILE_ONLY.contains(&option) {
+            translate_special(option, &json, &mut out)?;
+            continue;
+        }
         if let Some((_, key)) = SAME.iter().find(|(from, _)| *from == option) {
             out.sets.push((key.to_string(), json));
             continue;
@@ -112,6 +138,54 @@ pub fn translate(text: &str) -> Result<Translated, CompatError> {
         translate_special(option, &json, &mut out)?;
     }
     Ok(out)
+}
+
+/// The verdict on `OAUTH2_PROXY_*` environment variables that are not read as configuration
+/// (all but [`SAME`]'s names): the same as for the option in a file — an error for a restriction
+/// portcullis cannot enforce, a provider other than OIDC or disabled TLS verification, else one
+/// warning each. Kubernetes' service-link variables of a Service named oauth2-proxy
+/// (`OAUTH2_PROXY_SERVICE_HOST`, `OAUTH2_PROXY_PORT_4180_TCP`, …) are not options.
+pub fn check_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, CompatError> {
+    const RESTRICTS: &str = "restricts who may sign in, and portcullis cannot enforce it; express it with authz.email_domains / authz.allowed_groups (groups claim) before switching";
+    let mut warnings = Vec::new();
+    for (var, raw) in vars {
+        let Some(name) = var.strip_prefix("OAUTH2_PROXY_") else {
+            continue;
+        };
+        let option = name.to_ascii_lowercase();
+        let service_link = option == "port"
+            || option.starts_with("port_")
+            || option == "service_host"
+            || option.starts_with("service_port");
+        if service_link || env_key(&option).is_some() {
+            continue;
+        }
+        let value = match raw.trim() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            other => Value::String(other.to_string()),
+        };
+        if RESTRICTIONS.contains(&option.as_str()) && !is_empty(&value) {
+            return Err(err(&var, RESTRICTS));
+        }
+        if FILE_ONLY.contains(&option.as_str()) {
+            warnings.push(format!(
+                "environment variable {var} is ignored: this option is read from an oauth2-proxy config file only"
+            ));
+            continue;
+        }
+        let mut out = Translated::default();
+        translate_special(&option, &value, &mut out).map_err(|e| err(&var, e.message))?;
+        let from = format!("oauth2-proxy option {option}");
+        warnings.extend(
+            out.warnings
+                .into_iter()
+                .map(|w| w.replace(&from, &format!("environment variable {var}"))),
+        );
+    }
+    Ok(warnings)
 }
 
 fn translate_special(option: &str, v: &Value, out: &mut Translated) -> Result<(), CompatError> {
@@ -129,21 +203,9 @@ fn translate_special(option: &str, v: &Value, out: &mut Translated) -> Result<()
                 ))
             }
         },
-        "scope" => {
-            let scopes: Vec<Value> = v
-                .as_str()
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(|s| Value::String(s.to_string()))
-                .collect();
-            out.sets.push(("oidc.scopes".into(), Value::Array(scopes)));
-        }
-        "cookie_samesite" => {
-            let s = v.as_str().unwrap_or_default();
-            if !s.is_empty() {
-                out.sets
-                    .push(("cookie.same_site".into(), Value::String(s.to_string())));
-            }
+        "insecure_oidc_allow_unverified_email" => {
+            out.sets
+                .push(("oidc.allow_unverified_email".into(), v.clone()));
         }
         "cookie_domains" | "cookie_domain" => {
             let domains: Vec<String> = match v {
@@ -271,9 +333,10 @@ cookie_expire = "168h0m0s"
             get(&t, "oidc.issuer_url"),
             Some(&Value::from("https://sso.example.com/realms/corp"))
         );
+        // Passed as written; `oidc.scopes` splits oauth2-proxy's space-separated string.
         assert_eq!(
             get(&t, "oidc.scopes"),
-            Some(&serde_json::json!(["openid", "email", "profile", "groups"]))
+            Some(&Value::from("openid email profile groups"))
         );
         assert_eq!(get(&t, "cookie.domain"), Some(&Value::from(".example.com")));
         assert_eq!(
@@ -313,6 +376,142 @@ cookie_expire = "168h0m0s"
             .expect("translates");
         assert_eq!(t.warnings.len(), 2, "{:?}", t.warnings);
         assert!(t.sets.is_empty());
+    }
+
+    /// The `OAUTH2_PROXY_*` names read from the environment, pinned: merging the file's and
+    /// the environment's tables into [`SAME`] must not add or drop any.
+    const ENV_NAMES: &[(&str, &str)] = &[
+        ("client_id", "oidc.client_id"),
+        ("client_secret", "oidc.client_secret"),
+        ("client_secret_file", "oidc.client_secret_file"),
+        ("oidc_issuer_url", "oidc.issuer_url"),
+        ("redirect_url", "oidc.redirect_url"),
+        ("scope", "oidc.scopes"),
+        ("oidc_email_claim", "oidc.email_claim"),
+        ("oidc_groups_claim", "oidc.groups_claim"),
+        ("cookie_name", "cookie.name"),
+        ("cookie_secret", "cookie.secret"),
+        ("cookie_secret_file", "cookie.secret_file"),
+        ("cookie_domain", "cookie.domain"),
+        ("cookie_domains", "cookie.domain"),
+        ("cookie_path", "cookie.path"),
+        ("cookie_expire", "cookie.expire"),
+        ("cookie_secure", "cookie.secure"),
+        ("cookie_samesite", "cookie.same_site"),
+        ("email_domains", "authz.email_domains"),
+        ("email_domain", "authz.email_domains"),
+        ("allowed_groups", "authz.allowed_groups"),
+        ("allowed_group", "authz.allowed_groups"),
+        ("whitelist_domains", "authz.redirect_domains"),
+        ("whitelist_domain", "authz.redirect_domains"),
+        ("http_address", "server.http_address"),
+        ("proxy_prefix", "server.proxy_prefix"),
+        ("set_xauthrequest", "headers.set_xauthrequest"),
+        ("pass_access_token", "headers.pass_access_token"),
+        (
+            "set_authorization_header",
+            "headers.set_authorization_header",
+        ),
+        ("custom_templates_dir", "pages.templates_dir"),
+        ("provider_display_name", "pages.provider_name"),
+        ("footer", "pages.footer"),
+    ];
+
+    #[test]
+    fn environment_names_are_exactly_the_pinned_ones() {
+        let accepted: std::collections::BTreeMap<_, _> = SAME.iter().copied().collect();
+        let pinned: std::collections::BTreeMap<_, _> = ENV_NAMES.iter().copied().collect();
+        assert_eq!(accepted, pinned);
+        for (name, key) in ENV_NAMES {
+            assert_eq!(env_key(name), Some(*key), "{name}");
+        }
+        for name in [
+            "insecure_oidc_allow_unverified_email",
+            "provider",
+            "upstreams",
+            "reverse_proxy",
+            "skip_provider_button",
+            "github_org",
+        ] {
+            assert_eq!(
+                env_key(name),
+                None,
+                "{name} is not read from the environment"
+            );
+        }
+    }
+
+    #[test]
+    fn the_docs_list_every_environment_name() {
+        let docs = include_str!("../docs/configuration.md");
+        for (name, key) in SAME {
+            let row = format!("| `OAUTH2_PROXY_{}` | `{key}` |", name.to_uppercase());
+            assert!(docs.contains(&row), "docs/configuration.md lacks {row}");
+        }
+        let rows = docs
+            .lines()
+            .filter(|l| l.starts_with("| `OAUTH2_PROXY_"))
+            .count();
+        assert_eq!(rows, SAME.len(), "docs list names the code does not read");
+    }
+
+    #[test]
+    fn file_only_cases() {
+        let t = translate(
+            "cookie_domains = [\".a.example\", \".b.example\"]\ninsecure_oidc_allow_unverified_email = true\nemail_domain = \"example.com\"\n",
+        )
+        .expect("translates");
+        assert_eq!(get(&t, "cookie.domain"), Some(&Value::from(".a.example")));
+        assert_eq!(
+            get(&t, "oidc.allow_unverified_email"),
+            Some(&Value::from(true))
+        );
+        assert_eq!(
+            get(&t, "authz.email_domains"),
+            Some(&Value::from("example.com"))
+        );
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        assert!(t.warnings[0].contains("only the first domain"));
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Result<Vec<String>, CompatError> {
+        check_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn environment_restrictions_are_errors_and_the_rest_warns() {
+        for (var, value) in [
+            ("OAUTH2_PROXY_GITHUB_ORG", "acme"),
+            ("OAUTH2_PROXY_AUTHENTICATED_EMAILS_FILE", "/etc/emails"),
+            ("OAUTH2_PROXY_PROVIDER", "github"),
+            ("OAUTH2_PROXY_SSL_INSECURE_SKIP_VERIFY", "true"),
+        ] {
+            let e = env(&[(var, value)]).expect_err(var);
+            assert_eq!(e.option, var);
+        }
+        let w = env(&[
+            ("OAUTH2_PROXY_CLIENT_ID", "read as configuration"),
+            ("OAUTH2_PROXY_PROVIDER", "oidc"),
+            ("OAUTH2_PROXY_UPSTREAMS", "static://200"),
+            ("OAUTH2_PROXY_SKIP_PROVIDER_BUTTON", "true"),
+            ("OAUTH2_PROXY_SERVICE_HOST", "10.0.0.1"),
+            ("OAUTH2_PROXY_SERVICE_PORT_HTTP", "4180"),
+            ("OAUTH2_PROXY_PORT", "tcp://10.0.0.1:4180"),
+            ("OAUTH2_PROXY_PORT_4180_TCP_ADDR", "10.0.0.1"),
+            ("PORTCULLIS_X", "not ours"),
+        ])
+        .expect("nothing refused");
+        assert!(w.is_empty(), "{w:?}");
+        let w = env(&[
+            ("OAUTH2_PROXY_REVERSE_PROXY", "true"),
+            ("OAUTH2_PROXY_INSECURE_OIDC_ALLOW_UNVERIFIED_EMAIL", "true"),
+            ("OAUTH2_PROXY_BANNER", "hi"),
+        ])
+        .expect("warnings only");
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("environment variable OAUTH2_PROXY_REVERSE_PROXY is ignored"));
+        assert!(w[1].contains("config file only"));
+        assert!(w[2].contains("OAUTH2_PROXY_BANNER"));
     }
 
     #[test]

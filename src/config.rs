@@ -15,8 +15,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
 mod bearer;
+mod observability;
 
 pub use bearer::{BearerConfig, BearerIssuer, RawBearer, RawBearerIssuer, ALGORITHMS};
+pub use observability::{LogConfig, RawLog, RawTracing, TracingConfig, OTLP_BUILT_IN};
 
 use crate::redirect::AllowedDomain;
 use crate::session::cookie::CookieKey;
@@ -68,6 +70,7 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub pages: PagesConfig,
     pub log: LogConfig,
+    pub tracing: TracingConfig,
     pub compat: CompatConfig,
     /// Things worth telling the operator at start-up (ignored oauth2-proxy options, …).
     pub warnings: Vec<String>,
@@ -204,12 +207,6 @@ pub struct CompatConfig {
     pub istio_sample_allow_service_account: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    pub level: String,
-    pub json: bool,
-}
-
 // ---------------------------------------------------------------------------------------------
 // The raw layer: what figment deserializes. Unknown keys are errors.
 
@@ -223,6 +220,7 @@ pub struct RawConfig {
     pub headers: RawHeaders,
     pub pages: RawPages,
     pub log: RawLog,
+    pub tracing: RawTracing,
     pub compat: RawCompat,
     pub bearer: RawBearer,
     pub forward: RawForward,
@@ -431,22 +429,6 @@ impl Default for RawPages {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLog {
-    pub level: String,
-    pub format: String,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: "text".into(),
-        }
-    }
-}
-
 /// Accepts a string, number or boolean (env values such as a numeric client id arrive typed).
 fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
@@ -498,45 +480,6 @@ fn split_list(s: &str, seps: &[char]) -> Vec<String> {
         .collect()
 }
 
-/// oauth2-proxy environment names accepted for the keys both tools have.
-const OAUTH2_PROXY_ENV: &[(&str, &str)] = &[
-    ("client_id", "oidc.client_id"),
-    ("client_secret", "oidc.client_secret"),
-    ("client_secret_file", "oidc.client_secret_file"),
-    ("oidc_issuer_url", "oidc.issuer_url"),
-    ("redirect_url", "oidc.redirect_url"),
-    ("scope", "oidc.scopes"),
-    ("oidc_email_claim", "oidc.email_claim"),
-    ("oidc_groups_claim", "oidc.groups_claim"),
-    ("cookie_name", "cookie.name"),
-    ("cookie_secret", "cookie.secret"),
-    ("cookie_secret_file", "cookie.secret_file"),
-    ("cookie_domain", "cookie.domain"),
-    ("cookie_domains", "cookie.domain"),
-    ("cookie_path", "cookie.path"),
-    ("cookie_expire", "cookie.expire"),
-    ("cookie_secure", "cookie.secure"),
-    ("cookie_samesite", "cookie.same_site"),
-    ("email_domains", "authz.email_domains"),
-    ("email_domain", "authz.email_domains"),
-    ("allowed_groups", "authz.allowed_groups"),
-    ("allowed_group", "authz.allowed_groups"),
-    ("whitelist_domains", "authz.redirect_domains"),
-    ("whitelist_domain", "authz.redirect_domains"),
-    ("http_address", "server.http_address"),
-    ("proxy_prefix", "server.proxy_prefix"),
-    ("trusted_proxy_ip", "server.trusted_proxies"),
-    ("set_xauthrequest", "headers.set_xauthrequest"),
-    ("pass_access_token", "headers.pass_access_token"),
-    (
-        "set_authorization_header",
-        "headers.set_authorization_header",
-    ),
-    ("custom_templates_dir", "pages.templates_dir"),
-    ("provider_display_name", "pages.provider_name"),
-    ("footer", "pages.footer"),
-];
-
 /// Where configuration comes from, besides the environment.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
@@ -556,6 +499,14 @@ impl Config {
             Some(path) => oauth2_proxy_layer(path)?,
             None => (Figment::new(), Vec::new()),
         };
+        let mut warnings = warnings;
+        if sources.use_env {
+            // OAUTH2_PROXY_* names we do not read get the verdict their file option would.
+            warnings.extend(
+                crate::compat::check_env(std::env::vars())
+                    .map_err(|e| ConfigError::new(&e.option, e.message))?,
+            );
+        }
         let raw = Self::load_raw(sources, base)?;
         let mut config = Self::validate(raw)?;
         config.warnings.extend(warnings);
@@ -580,10 +531,7 @@ impl Config {
         if sources.use_env {
             fig = fig
                 .merge(Env::prefixed("OAUTH2_PROXY_").filter_map(|k| {
-                    OAUTH2_PROXY_ENV
-                        .iter()
-                        .find(|(from, _)| k == *from)
-                        .map(|(_, to)| (*to).into())
+                    crate::compat::env_key(&k.as_str().to_ascii_lowercase()).map(Into::into)
                 }))
                 // Only SECTION__KEY names: PORTCULLIS_CONFIG (the --config flag) and the
                 // PORTCULLIS_SERVICE_HOST / _PORT_* variables Kubernetes injects for a Service
@@ -642,19 +590,8 @@ impl Config {
         let pages = validate_pages(raw.pages)?;
         let forward = validate_forward(raw.forward)?;
         let warnings = forward_warnings(&server, &forward);
-        let log = LogConfig {
-            json: match raw.log.format.as_str() {
-                "text" => false,
-                "json" => true,
-                other => {
-                    return Err(ConfigError::new(
-                        "log.format",
-                        format!("expected \"text\" or \"json\", got {other:?}"),
-                    ))
-                }
-            },
-            level: raw.log.level,
-        };
+        let log = observability::validate_log(raw.log)?;
+        let tracing = observability::validate_tracing(raw.tracing)?;
         Ok(Config {
             server,
             oidc,
@@ -663,6 +600,7 @@ impl Config {
             headers,
             pages,
             log,
+            tracing,
             compat: CompatConfig {
                 istio_sample,
                 istio_sample_allow_service_account,

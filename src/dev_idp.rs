@@ -496,7 +496,16 @@ async fn logout(Query(p): Query<LogoutParams>) -> Response {
 /// `portcullis dev`: the issuer and the proxy on loopback, wired to each other.
 pub async fn run_dev(args: crate::cli::DevArgs) -> anyhow::Result<()> {
     use figment::providers::Serialized;
-    crate::app::init_tracing("info", false);
+    let log = crate::config::LogConfig {
+        level: "info".into(),
+        json: false,
+        include_user: true,
+    };
+    let _ = crate::telemetry::init(
+        &log,
+        &crate::config::TracingConfig::default(),
+        &tokio::runtime::Handle::current(),
+    );
     tracing::warn!("DEVELOPMENT MODE: the embedded issuer signs in anyone under any name. Never use `portcullis dev` for anything real.");
     let client = DevClient {
         client_id: "portcullis-dev".into(),

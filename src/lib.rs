@@ -20,5 +20,6 @@ pub mod oidc;
 pub mod pages;
 pub mod redirect;
 pub mod session;
+pub mod telemetry;
 pub mod theme;
 pub mod token;

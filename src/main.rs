@@ -32,13 +32,14 @@ fn main() -> ExitCode {
         eprintln!("portcullis: invalid configuration: pages.templates_dir: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    for w in &config.warnings {
-        eprintln!("portcullis: warning: {w}");
-    }
     if check_only {
+        for w in &config.warnings {
+            eprintln!("portcullis: warning: {w}");
+        }
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }
+    // `serve` logs the warnings through its subscriber (a JSON line with log.format = "json").
     finish(portcullis::app::run(config))
 }
 

@@ -172,6 +172,16 @@ impl Metrics {
             .register_collector(Box::new(BearerCollector(stats)));
     }
 
+    /// Export the session store's operation counters (`store` names the store: `cookie`).
+    pub fn register_sessions(
+        &mut self,
+        store: &'static str,
+        stats: Arc<crate::session::StoreStats>,
+    ) {
+        self.registry
+            .register_collector(Box::new(SessionCollector { store, stats }));
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -179,6 +189,51 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    store: &'static str,
+    op: &'static str,
+    result: &'static str,
+}
+
+/// Reads `session::StoreStats` at scrape time: `portcullis_session_operations_total`.
+#[derive(Debug)]
+struct SessionCollector {
+    store: &'static str,
+    stats: Arc<crate::session::StoreStats>,
+}
+
+impl Collector for SessionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.stats;
+        let rows: [(&'static str, &'static str, &AtomicU64); 7] = [
+            ("load", "valid", &s.load_valid),
+            ("load", "absent", &s.load_absent),
+            ("load", "invalid", &s.load_invalid),
+            ("load", "expired", &s.load_expired),
+            ("save", "ok", &s.save_ok),
+            ("save", "error", &s.save_error),
+            ("clear", "ok", &s.clear),
+        ];
+        let mut family = encoder.encode_descriptor(
+            "session_operations",
+            "Session store operations by result (load: valid, absent, invalid, expired; save: ok, error)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (op, result, value) in rows {
+            let labels = StoreLabels {
+                store: self.store,
+                op,
+                result,
+            };
+            let counter = ConstCounter::new(crate::session::StoreStats::get(value));
+            counter.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -253,6 +308,25 @@ mod tests {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn session_operations_are_exported_with_bounded_labels() {
+        let stats = Arc::new(crate::session::StoreStats::default());
+        let mut m = Metrics::new();
+        m.register_sessions("cookie", stats.clone());
+        crate::session::StoreStats::inc(&stats.load_valid);
+        crate::session::StoreStats::inc(&stats.load_valid);
+        crate::session::StoreStats::inc(&stats.save_error);
+        let text = m.encode();
+        for line in [
+            "# TYPE portcullis_session_operations counter",
+            "portcullis_session_operations_total{store=\"cookie\",op=\"load\",result=\"valid\"} 2",
+            "portcullis_session_operations_total{store=\"cookie\",op=\"load\",result=\"absent\"} 0",
+            "portcullis_session_operations_total{store=\"cookie\",op=\"save\",result=\"error\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

@@ -31,13 +31,21 @@ pub async fn check(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     let started = std::time::Instant::now();
     // Every log line of this check carries the request id and, when the gateway propagates W3C
     // trace context, the trace id, so logs join the mesh's traces.
+    // With OTLP export the span is exported as a child of the caller's (`traceparent`).
     let span = tracing::info_span!(
         "check",
         request_id = %input.request_id,
         trace_id = input.trace_id().unwrap_or_default(),
+        adapter = input.adapter,
+        otel.kind = "server",
+        outcome = tracing::field::Empty,
+        reason = tracing::field::Empty,
     );
-    let result = answer(app, input).instrument(span).await;
+    crate::telemetry::join_caller_trace(&span, input);
+    let result = answer(app, input).instrument(span.clone()).await;
     let (outcome, reason) = classify(app, input, &result);
+    span.record("outcome", outcome);
+    span.record("reason", reason);
     let took = started.elapsed();
     app.metrics.decision(input.adapter, outcome, reason, took);
     tracing::debug!(
@@ -182,7 +190,7 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             )?)),
             LoginMode::Page => Ok(Outcome::Reply(login::sign_in_page(app, input, &return_to))),
         },
-        (Decision::Deny(reason), _) => {
+        (Decision::Deny(reason), who) => {
             if reason == decision::DenyReason::PathPrefixMissing {
                 tracing::error!(
                     request_id = %input.request_id,
@@ -194,6 +202,7 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
                     request_id = %input.request_id,
                     reason = reason.as_str(),
                     rule = reason.rule(),
+                    user = who.as_ref().map(|s| app.log_users.show(&s.user)),
                     "denied"
                 );
             }

@@ -132,7 +132,7 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
     };
     let email = claims_view.text(&cfg.email_claim).unwrap_or_default();
     if claims_view.email_verified() == Some(false) && !cfg.allow_unverified_email {
-        tracing::info!(request_id = %input.request_id, "login refused: email not verified");
+        tracing::info!(request_id = %input.request_id, user = %app.log_users.show(&user), "login refused: email not verified");
         let mut reply = refuse(
             "Email address not verified",
             "The identity provider says your email address is not verified. Verify it there, then sign in again.",
@@ -142,7 +142,7 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
     }
     let groups = claims_view.list(&cfg.groups_claim);
     if let Err(reason) = app.policy.authorize(&email, &groups) {
-        tracing::info!(request_id = %input.request_id, reason = reason.as_str(), "signed-in user refused by policy");
+        tracing::info!(request_id = %input.request_id, user = %app.log_users.show(&user), reason = reason.as_str(), "signed-in user refused by policy");
         return Ok(app
             .denied_page(reason, input, &back)
             .with_cookies(clear_pending.clone()));
@@ -170,7 +170,7 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
     };
     let mut cookies = app.sessions.save(&session, input)?;
     cookies.extend(clear_pending.iter().cloned());
-    tracing::info!(request_id = %input.request_id, session_id = %session.id, "signed in");
+    tracing::info!(request_id = %input.request_id, session_id = %session.id, user = %app.log_users.show(&session.user), "signed in");
     Ok(Reply::redirect(&pending.return_to, cookies))
 }
 

@@ -34,7 +34,7 @@ pub fn sign_out(app: &App, input: &CheckInput) -> Reply {
         }
     }
     if let Some(s) = &session {
-        tracing::info!(request_id = %input.request_id, session_id = %s.id, "signed out");
+        tracing::info!(request_id = %input.request_id, session_id = %s.id, user = %app.log_users.show(&s.user), "signed out");
     }
     Reply::redirect(&location, cookies)
 }

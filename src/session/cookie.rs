@@ -110,6 +110,16 @@ pub enum SealError {
 // === impl CookieKey ===
 
 impl CookieKey {
+    /// A key for another purpose, derived from this one (HMAC-SHA256 over `purpose`), so the
+    /// cookie key itself is used for nothing but cookies.
+    pub fn derive(&self, purpose: &str) -> [u8; KEY_LEN] {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC takes keys of any length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Decode base64 (standard or URL-safe, padded or not) into exactly 32 bytes.
     ///
     /// Surrounding whitespace is ignored, so a key file ending in a newline works.

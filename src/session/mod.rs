@@ -153,3 +153,31 @@ mod tests {
         assert_eq!(random_id().len(), 22);
     }
 }
+
+/// Session store operations by outcome, as plain atomics (exported by `metrics` at scrape
+/// time), so the store needs no metrics handle.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Loads that found a valid session.
+    pub load_valid: std::sync::atomic::AtomicU64,
+    /// Loads without a session cookie.
+    pub load_absent: std::sync::atomic::AtomicU64,
+    /// Loads whose cookie did not open: tampered, truncated, wrong key, oversized.
+    pub load_invalid: std::sync::atomic::AtomicU64,
+    /// Loads of a session past its expiry.
+    pub load_expired: std::sync::atomic::AtomicU64,
+    pub save_ok: std::sync::atomic::AtomicU64,
+    /// Sessions that could not be stored (sealing failed, too large for the cookies).
+    pub save_error: std::sync::atomic::AtomicU64,
+    pub clear: std::sync::atomic::AtomicU64,
+}
+
+impl StoreStats {
+    pub(crate) fn inc(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

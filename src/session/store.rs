@@ -9,7 +9,7 @@ use crate::authz::input::CheckInput;
 use crate::config::CookieConfig;
 use crate::error::Error;
 use crate::session::cookie::CookieCodec;
-use crate::session::{PendingLogin, Session};
+use crate::session::{PendingLogin, Session, StoreStats};
 
 /// Reads and writes the session cookie (`<name>` or `<name>_0..n`) and pending-login cookies
 /// (`<name>_csrf_<id>`, one per login in progress, scoped to the proxy prefix).
@@ -25,6 +25,8 @@ pub struct SessionCookies {
     max_pending: usize,
     /// Path of pending-login cookies: only `<proxy_prefix>/…` needs them.
     csrf_path: String,
+    /// Operations by outcome, for `portcullis_session_operations_total`.
+    pub stats: std::sync::Arc<StoreStats>,
 }
 
 /// Characters of the state used in a pending-login cookie's name.
@@ -43,6 +45,7 @@ impl SessionCookies {
             csrf_expire_secs: i64::try_from(cfg.csrf_expire.as_secs()).unwrap_or(900),
             max_pending: cfg.max_pending_logins,
             csrf_path: proxy_prefix.to_string(),
+            stats: Default::default(),
         }
     }
 
@@ -54,14 +57,40 @@ impl SessionCookies {
     /// The valid session in this request, if any. Tampered, truncated, expired, wrong-key or
     /// oversized cookies all read as "no session".
     pub fn load(&self, input: &CheckInput, now: i64) -> Option<Session> {
-        let sealed = self.codec.join(&self.name, |n| input.cookie(n))?;
-        let session: Session = self.codec.open(&self.name, &sealed)?;
-        session.is_valid_at(now).then_some(session)
+        let s = &self.stats;
+        let Some(sealed) = self.codec.join(&self.name, |n| input.cookie(n)) else {
+            // A cookie (or first chunk) that does not join reads as invalid, none as absent.
+            let any = input.cookie(&self.name).is_some()
+                || input.cookie(&format!("{}_0", self.name)).is_some();
+            StoreStats::inc(if any { &s.load_invalid } else { &s.load_absent });
+            return None;
+        };
+        let Some(session) = self.codec.open::<Session>(&self.name, &sealed) else {
+            StoreStats::inc(&s.load_invalid);
+            return None;
+        };
+        let valid = session.is_valid_at(now);
+        StoreStats::inc(if valid {
+            &s.load_valid
+        } else {
+            &s.load_expired
+        });
+        valid.then_some(session)
     }
 
     /// Set-Cookie lines that store `session`, expiring chunks the request had that the new value
     /// does not use.
     pub fn save(&self, session: &Session, input: &CheckInput) -> Result<Vec<String>, Error> {
+        let saved = self.save_inner(session, input);
+        StoreStats::inc(if saved.is_ok() {
+            &self.stats.save_ok
+        } else {
+            &self.stats.save_error
+        });
+        saved
+    }
+
+    fn save_inner(&self, session: &Session, input: &CheckInput) -> Result<Vec<String>, Error> {
         let sealed = self
             .codec
             .seal(&self.name, session)
@@ -86,6 +115,7 @@ impl SessionCookies {
     /// Set-Cookie lines that expire every session cookie (all chunks), present or not, so a
     /// sign-out leaves nothing behind.
     pub fn clear(&self, input: &CheckInput) -> Vec<String> {
+        StoreStats::inc(&self.stats.clear);
         self.codec
             .all_names(&self.name)
             .into_iter()
@@ -244,6 +274,35 @@ mod tests {
             secure: true,
             same_site: SameSite::Lax,
         }
+    }
+
+    #[test]
+    fn loads_and_saves_are_counted_by_outcome() {
+        let store = SessionCookies::new(&cfg(5), "/oauth2");
+        let get = |c: &std::sync::atomic::AtomicU64| StoreStats::get(c);
+        assert!(store.load(&request_with(&[]), NOW).is_none());
+        let mut s = session(10);
+        s.created_at = NOW;
+        s.expires_at = NOW + 60;
+        let cookies = store.save(&s, &request_with(&[])).expect("saves");
+        assert!(store.load(&request_with(&cookies), NOW).is_some());
+        assert!(store.load(&request_with(&cookies), NOW + 61).is_none());
+        let tampered: Vec<String> = cookies.iter().map(|c| c.replacen("=", "=x", 1)).collect();
+        assert!(store.load(&request_with(&tampered), NOW).is_none());
+        store.clear(&request_with(&cookies));
+        let st = &store.stats;
+        assert_eq!(
+            [
+                get(&st.load_absent),
+                get(&st.load_valid),
+                get(&st.load_expired),
+                get(&st.load_invalid),
+                get(&st.save_ok),
+                get(&st.save_error),
+                get(&st.clear),
+            ],
+            [1, 1, 1, 1, 1, 0, 1]
+        );
     }
 
     /// A request carrying the name=value parts of these Set-Cookie lines.

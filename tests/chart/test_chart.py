@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import tomllib
-import warnings
 from pathlib import Path
 
 import kubernetes_validate
@@ -278,7 +277,7 @@ def test_no_secret_outside_the_secret(render, variant):
 
 def test_minimal_toml_parses_with_the_expected_keys(render):
     config = toml_of(render(MINIMAL))
-    assert list(config) == ["server", "oidc", "cookie", "authz", "headers", "pages", "log"]
+    assert list(config) == ["server", "oidc", "cookie", "authz", "headers", "pages", "log", "tracing", "bearer"]
     assert config["server"] == {"http_address": "0.0.0.0:4180", "admin_address": "0.0.0.0:4182",
                                 "proxy_prefix": "/oauth2", "path_prefix": ""}
     assert config["oidc"]["issuer_url"] == "https://idp.example.com/realms/main"
@@ -288,7 +287,7 @@ def test_minimal_toml_parses_with_the_expected_keys(render):
     assert config["cookie"]["max_pending_logins"] == 5 and isinstance(config["cookie"]["max_pending_logins"], int)
     assert config["cookie"]["secure"] is True and config["cookie"]["same_site"] == "lax"
     assert config["authz"]["email_domains"] == ["*"]
-    assert config["log"] == {"level": "info", "format": "json"}
+    assert config["log"] == {"level": "info", "format": "json", "include_user": False}
 
 
 def test_full_toml_keeps_every_value_and_type(render):
@@ -374,6 +373,18 @@ def test_missing_or_conflicting_values_fail_clearly(render, values, message):
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
     ({"service": {"type": "ExternalName"}}, "/service/type"),
     ({"replicas": 3}, "'replicas' not allowed"),
+    ({"config": {"authz": {"rules": [{"paths": ["/x"], "action": "allow"}]}}}, "/config/authz/rules/0/action"),
+    ({"config": {"authz": {"rules": [{"paths": ["/x"]}]}}}, "/config/authz/rules/0': missing property 'action'"),
+    ({"config": {"authz": {"rules": [{"path": ["/x"], "action": "public"}]}}}, "additional properties 'path' not allowed"),
+    ({"config": {"authz": {"rules": [{"action": "header", "header": {"name": "x"}}]}}}, "/config/authz/rules/0/header': missing property 'value'"),
+    ({"config": {"bearer": {"issuers": [{"issuer": "https://b.example"}]}}}, "/config/bearer/issuers/0': missing property 'audiences'"),
+    ({"config": {"bearer": {"issuers": [{"issuer": "https://b.example", "audiences": ["a"],
+                                         "algorithms": ["HS256"]}]}}}, "/config/bearer/issuers/0/algorithms/0"),
+    ({"config": {"bearer": {"leeway": "soon"}}}, "/config/bearer/leeway"),
+    ({"config": {"bearer": {"enable": True}}}, "additional properties 'enable' not allowed"),
+    ({"config": {"tracing": {"otlp_endpoint": "collector:4318"}}}, "/config/tracing/otlp_endpoint"),
+    ({"config": {"pages": {"login_mode": "popup"}}}, "/config/pages/login_mode"),
+    ({"config": {"pages": {"accent_color": "blue"}}}, "/config/pages/accent_color"),
 ])
 def test_schema_rejects_bad_values(chart, render, override, where):
     values = merged(MINIMAL, override)
@@ -505,42 +516,87 @@ def test_notes_without_path_prefix_omit_it(render):
 # --- drift between the chart and the binary ------------------------------------------------------
 
 def _example_keys() -> dict[str, set[str]]:
-    example = tomllib.loads((ROOT / "config/portcullis.example.toml").read_text())
+    """Every key of portcullis.example.toml by section; `bearer.issuers` and `authz.rules` hold
+    the keys of their tables, which the example shows in comments."""
+    text = (ROOT / "config/portcullis.example.toml").read_text()
+    example = tomllib.loads(text)
     keys = {section: set(body) for section, body in example.items()}
-    # Commented-out keys (`# client_secret_file = ...`) are keys too.
     section = None
-    for line in (ROOT / "config/portcullis.example.toml").read_text().splitlines():
+    for line in text.splitlines():
         if m := re.match(r"^\[(\w+)\]", line):
             section = m[1]
-        elif section and (m := re.match(r"^#\s*([a-z_]+)\s*=", line)):
-            keys[section].add(m[1])
+        elif m := re.match(r"^# \[\[(\w+)\.(\w+)\]\]", line):
+            section = f"{m[1]}.{m[2]}"
+        elif section and (m := re.match(r"^# ([a-z_]+) = ", line)):
+            keys.setdefault(section, set()).add(m[1])
+        elif section == "authz" and (m := re.match(r"^#   ([a-z_ /]+?)\s*= ", line)):
+            # The rule keys, e.g. "#   groups / emails / email_domains / claims = ..."
+            keys.setdefault("authz.rules", set()).update(k.strip() for k in m[1].split("/"))
     return keys
 
 
+def _schema_sections(chart) -> dict[str, dict]:
+    """The chart's config schema by section, tables of lists (`authz.rules`) included."""
+    config = chart.schema["properties"]["config"]["properties"]
+    out = {section: body["properties"] for section, body in config.items()}
+    out["authz.rules"] = config["authz"]["properties"]["rules"]["items"]["properties"]
+    out["bearer.issuers"] = config["bearer"]["properties"]["issuers"]["items"]["properties"]
+    return out
+
+
 def test_chart_config_keys_exist_in_the_example_config(chart):
-    schema_config = chart.schema["properties"]["config"]["properties"]
+    schema = _schema_sections(chart)
     example = _example_keys()
+    assert {"authz.rules", "bearer.issuers"} <= set(example), sorted(example)
+    for section, props in schema.items():
+        assert section in example, f"config.{section} is not a section of portcullis.example.toml"
+        for key in props:
+            assert key in example[section], f"config.{section}.{key} unknown"
+
+
+def test_chart_exposes_every_config_key(chart):
+    """Every key the binary reads can be set through the chart, except the ones it owns
+    (listen addresses from `ports`) and secrets (from the Secret)."""
+    schema = _schema_sections(chart)
     chart_owned = {"server": {"http_address", "admin_address"}}
     secret_keys = {"oidc": {"client_secret", "client_secret_file"},
                    "cookie": {"secret", "secret_file", "previous_secrets"}}
-    pending = {("server", "grpc_address")}  # lands with gRPC ext_authz
-    for section, body in schema_config.items():
-        assert section in example, f"config.{section} is not a section of portcullis.example.toml"
-        for key in body["properties"]:
-            assert key in example[section] or (section, key) in pending, f"config.{section}.{key} unknown"
-    missing = sorted(f"{s}.{k}" for s, keys in example.items() for k in keys
-                     if k not in schema_config.get(s, {}).get("properties", {})
+    missing = sorted(f"{s}.{k}" for s, keys in _example_keys().items() for k in keys
+                     if k not in schema.get(s, {})
                      and k not in chart_owned.get(s, set()) and k not in secret_keys.get(s, set()))
-    if missing:
-        warnings.warn(f"portcullis.example.toml keys the chart does not expose yet: {', '.join(missing)}")
+    assert not missing, f"portcullis.example.toml keys the chart does not expose: {', '.join(missing)}"
 
 
 def test_full_values_cover_every_config_key(chart):
     """So the binary check below sees every key the chart can render."""
-    schema_config = chart.schema["properties"]["config"]["properties"]
-    for section, body in schema_config.items():
-        for key in body["properties"]:
-            assert key in FULL["config"].get(section, {}), f"add config.{section}.{key} to FULL"
+    config = FULL["config"]
+    for section, props in _schema_sections(chart).items():
+        if "." in section:
+            parent, child = section.split(".")
+            items = config[parent][child]
+            for key in props:
+                assert any(key in item for item in items), f"add a {section} entry with {key} to FULL"
+            continue
+        for key in props:
+            assert key in config.get(section, {}), f"add config.{section}.{key} to FULL"
+
+
+def test_rules_and_bearer_issuers_render_as_tables_the_binary_reads(render):
+    config = toml_of(render(FULL))
+    rules = config["authz"]["rules"]
+    assert [r["action"] for r in rules] == ["public", "require", "authenticated", "header", "deny"]
+    assert rules[1]["claims"] == {"department": ["eng", "ops"], "level": [3], "staff": [True]}
+    assert type(rules[1]["claims"]["level"][0]) is int
+    assert rules[2]["api"] is True
+    assert rules[3]["header"] == {"name": "x-ext-authz", "value": "allow"}
+    (issuer,) = config["bearer"]["issuers"]
+    assert issuer["audiences"] == ["api://portcullis", "partner"]
+    assert config["bearer"]["cache_size"] == 5000 and type(config["bearer"]["cache_size"]) is int
+    # Defaults: no rules, bearer off, no trace export.
+    minimal = toml_of(render(MINIMAL))
+    assert minimal["authz"]["rules"] == []
+    assert minimal["bearer"]["enabled"] is False and minimal["bearer"]["issuers"] == []
+    assert minimal["tracing"]["otlp_endpoint"] == ""
 
 
 def _pod_env(r: Rendered, existing: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
@@ -602,6 +658,22 @@ def test_binary_rejects_what_the_schema_rejects(render, portcullis_bin, tmp_path
     result = _check_config(portcullis_bin, render(MINIMAL), tmp_path,
                            extra_env={"PORTCULLIS_COOKIE__SAME_SITE": "sometimes"})
     assert result.returncode == 64 and "cookie.same_site" in result.stderr
+
+
+def test_tracing_endpoint_reaches_the_binary(render, portcullis_bin, tmp_path):
+    """The endpoint is rendered where the binary reads it: a binary built with the otlp
+    feature (the Dockerfile's) accepts it; one without refuses it, naming the key, rather than
+    ignoring it."""
+    if portcullis_bin is None:
+        pytest.skip("no portcullis binary (cargo build, or set PORTCULLIS_BIN)")
+    values = merged(MINIMAL, {"config": {"tracing": {"otlp_endpoint": "http://otel-collector.observability:4318"}}})
+    r = render(values)
+    assert toml_of(r)["tracing"]["otlp_endpoint"] == "http://otel-collector.observability:4318"
+    result = _check_config(portcullis_bin, r, tmp_path)
+    if result.returncode == 64:
+        assert "tracing.otlp_endpoint" in result.stderr and "--features otlp" in result.stderr, result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
 
 
 def test_service_link_env_does_not_break_the_binary(render, portcullis_bin, tmp_path):

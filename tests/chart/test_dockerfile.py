@@ -139,7 +139,11 @@ def test_build_script_is_valid_bash_and_builds_locked_release():
     assert os.access(SCRIPT, os.X_OK)
     text = SCRIPT.read_text()
     assert 'release) profile_args=(--release)' in text
-    assert re.search(r'"\$CARGO" build "\$\{profile_args\[@\]\}" --locked --bin portcullis', text)
+    assert re.search(r'"\$CARGO" build "\$\{profile_args\[@\]\}" --locked "\$\{feature_args\[@\]\}" --bin portcullis', text)
+    # The image exports traces when configured: built with the otlp feature unless told not to.
+    assert 'FEATURES="${FEATURES-otlp}"' in text
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG FEATURES=otlp" in dockerfile and 'FEATURES="${FEATURES}" scripts/build-release.sh' in dockerfile
 
 
 def _should_build() -> str | None:
@@ -160,7 +164,8 @@ def test_build_script_produces_a_working_binary(tmp_path):
         pytest.skip(reason)
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_")}
-    env.update(BUILD_PROFILE="dev", CARGO_TARGET_DIR="target")  # relative: from the repo root
+    # relative: from the repo root; no features, so `cargo build`'s artifacts are reused
+    env.update(BUILD_PROFILE="dev", CARGO_TARGET_DIR="target", FEATURES="")
     result = subprocess.run([str(SCRIPT), str(out)], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -100,9 +100,14 @@ class IdP:
 
 
 class Portcullis:
+    """portcullis on free loopback ports, configured by a portcullis.toml written here, or, with
+    `oauth2_proxy_cfg`, the way an oauth2-proxy user starts it: their oauth2-proxy config file
+    (`{http_port}` and `{issuer}` filled in) plus `OAUTH2_PROXY_*` variables in `extra_env`."""
+
     def __init__(self, work_dir: Path, issuer: str, client_secret: str, name: str = "portcullis",
                  extra_toml: str = "", sets: tuple[str, ...] = (), authz_toml: str = "",
-                 http_port: Optional[int] = None, cookie_secret: Optional[str] = None):
+                 http_port: Optional[int] = None, cookie_secret: Optional[str] = None,
+                 oauth2_proxy_cfg: str = "", extra_env: Optional[dict] = None):
         binary = portcullis_binary()
         if not binary.is_file():
             raise RuntimeError(
@@ -147,9 +152,20 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
             if not (k.startswith("PORTCULLIS_") or k.startswith("OAUTH2_PROXY_"))
         }
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(extra_env or {})
+        config_args = ["--config", self.config_path]
+        if oauth2_proxy_cfg:
+            self.config_path = Path(work_dir) / f"{name}-oauth2-proxy.cfg"
+            self.config_path.write_text(
+                oauth2_proxy_cfg.replace("{http_port}", str(self.http_port)).replace("{issuer}", issuer)
+            )
+            # Only what oauth2-proxy has no option for comes from our own flags.
+            config_args = ["--oauth2-proxy-config", self.config_path,
+                           "--grpc-address", f"127.0.0.1:{self.grpc_port}",
+                           "--admin-address", f"127.0.0.1:{self.admin_port}"]
         self.service = Service(
             name,
-            [binary, "serve", "--config", self.config_path,
+            [binary, "serve", *config_args,
              *[arg for kv in sets for arg in ("--set", kv)]],
             work_dir,
             env=env,
@@ -183,7 +199,8 @@ class Stack:
     def __init__(self, work_dir: Path, name: str = "stack", mode: str = "http",
                  portcullis_sets: tuple[str, ...] = (), portcullis_toml: str = "",
                  envoy_template: Optional[Path] = None, extra_clients: Optional[list] = None,
-                 idp_env: Optional[dict] = None, authz_toml: str = ""):
+                 idp_env: Optional[dict] = None, authz_toml: str = "",
+                 portcullis_oauth2_proxy_cfg: str = "", portcullis_env: Optional[dict] = None):
         if mode not in ("http", "grpc"):
             raise ValueError(f"mode must be http or grpc, not {mode!r}")
         self.mode = mode
@@ -192,6 +209,10 @@ class Stack:
         # Appended to portcullis's config (after [log]); "{issuer}" is replaced by the IdP's.
         self.portcullis_toml = portcullis_toml
         self.authz_toml = authz_toml  # lines added to its [authz] table
+        # An oauth2-proxy config file to start portcullis with instead of its own (see
+        # Portcullis), and environment variables for it ("{client_secret}" is filled in).
+        self.portcullis_oauth2_proxy_cfg = portcullis_oauth2_proxy_cfg
+        self.portcullis_env = portcullis_env or {}
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -241,7 +262,10 @@ class Stack:
             self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret,
                                          sets=self.portcullis_sets,
                                          extra_toml=self.portcullis_toml.replace("{issuer}", self.idp.issuer),
-                                         authz_toml=self.authz_toml)
+                                         authz_toml=self.authz_toml,
+                                         oauth2_proxy_cfg=self.portcullis_oauth2_proxy_cfg,
+                                         extra_env={k: v.replace("{client_secret}", self.client_secret)
+                                                    for k, v in self.portcullis_env.items()})
             self._started.append(self.portcullis.start())
             if self.mode == "grpc":
                 provider = istio_provider("envoyExtAuthzGrpc")

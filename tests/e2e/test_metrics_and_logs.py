@@ -57,6 +57,11 @@ def test_scrape_counts_what_the_traffic_did(json_stack):
     assert moved("portcullis_idp_requests_total", endpoint="token", status="ok") == 1
     assert moved("portcullis_idp_requests_total", endpoint="userinfo", status="ok") == 1
     assert moved("portcullis_check_duration_seconds_count", adapter="http") == 4
+    s = "portcullis_session_operations_total"
+    assert moved(s, store="cookie", op="save", result="ok") == 1  # the callback
+    assert moved(s, store="cookie", op="load", result="valid") == 1  # the allowed request
+    assert moved(s, store="cookie", op="load", result="absent") >= 2  # before login, the API call
+    assert moved(s, store="cookie", op="load", result="invalid") == 0
     assert value(after, "portcullis_build_info", version="0.1.0") == 1
     assert value(after, "portcullis_idp_requests_total", endpoint="discovery", status="ok") >= 1
 
@@ -103,6 +108,10 @@ def test_json_logs_parse_and_hold_no_secrets(json_stack):
 
     signed_in = [r for r in records if fields(r).get("message") == "signed in"]
     assert len(signed_in) >= 1 and all(fields(r).get("request_id") for r in signed_in), signed_in
+    # Users appear only as a keyed hash (log.include_user is off), the same one on every line.
+    users = {fields(r).get("user") for r in signed_in}
+    assert len(users) == 1 and users.pop().startswith("hmac:"), signed_in
+    assert "alice" not in text, "the log names the user"
     refused = [r for r in records if "pending login" in fields(r).get("message", "")]
     assert refused and all(fields(r).get("request_id") for r in refused), records[-5:]
     checks = [r for r in records if fields(r).get("message") == "check"]

@@ -119,6 +119,23 @@ fn environment_variables_configure_and_are_validated() {
     ]);
     assert_eq!(bad.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("server.http_address"));
+    // oauth2-proxy variables that are not read: a restriction is an error naming it, the rest
+    // a warning each (Kubernetes service links of an oauth2-proxy Service are not options).
+    let restricted = run(&[
+        ("OAUTH2_PROXY_CLIENT_SECRET", "s"),
+        ("OAUTH2_PROXY_GITHUB_ORG", "acme"),
+    ]);
+    assert_eq!(restricted.status.code(), Some(64), "{restricted:?}");
+    assert!(String::from_utf8_lossy(&restricted.stderr).contains("OAUTH2_PROXY_GITHUB_ORG"));
+    let warned = run(&[
+        ("OAUTH2_PROXY_CLIENT_SECRET", "s"),
+        ("OAUTH2_PROXY_REVERSE_PROXY", "true"),
+        ("OAUTH2_PROXY_SERVICE_HOST", "10.0.0.1"),
+    ]);
+    assert_eq!(warned.status.code(), Some(0), "{warned:?}");
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    assert_eq!(stderr.matches("warning").count(), 1, "{stderr}");
+    assert!(stderr.contains("OAUTH2_PROXY_REVERSE_PROXY"), "{stderr}");
     let unknown = run(&[
         ("PORTCULLIS_OIDC__CLIENT_SECRET", "s"),
         ("PORTCULLIS_OIDC__CLIENT_SECERT", "typo"),
@@ -235,4 +252,27 @@ fn non_key_environment_variables_are_not_configuration() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn an_otlp_endpoint_needs_a_binary_built_with_the_otlp_feature() {
+    let p = config_file(
+        "otlp.toml",
+        &format!(
+            "{}\n[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\n",
+            valid_toml()
+        ),
+    );
+    let out = portcullis(&["check-config", "--config", p.to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "otlp") {
+        assert_eq!(out.status.code(), Some(0), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(64), "{err}");
+        assert!(err.contains("tracing.otlp_endpoint"), "{err}");
+        assert!(err.contains("--features otlp"), "{err}");
+        // And `serve` stops before binding anything.
+        let out = portcullis(&["serve", "--config", p.to_str().expect("utf8")]);
+        assert_eq!(out.status.code(), Some(64));
+    }
 }

@@ -7,6 +7,8 @@ mod bearer;
 mod cli;
 mod forward;
 mod grpc;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod support;
 
 use support::{Browser, TestApp};

@@ -171,7 +171,7 @@ JSON escaping, which is valid in TOML basic strings.
 {{- $_ := set $server "http_address" (printf "0.0.0.0:%v" .Values.ports.http) }}
 {{- $_ := set $server "admin_address" (printf "0.0.0.0:%v" .Values.ports.admin) }}
 {{- $_ := set $c "server" $server }}
-{{- $known := list "server" "oidc" "cookie" "authz" "headers" "pages" "log" }}
+{{- $known := list "server" "oidc" "cookie" "authz" "headers" "pages" "log" "tracing" "bearer" "compat" }}
 {{- $sections := $known }}
 {{- range $section, $_ := $c }}
 {{- if not (has $section $known) }}{{ $sections = append $sections $section }}{{ end }}
