@@ -406,6 +406,7 @@ cookie_expire = "168h0m0s"
         ("whitelist_domain", "authz.redirect_domains"),
         ("http_address", "server.http_address"),
         ("proxy_prefix", "server.proxy_prefix"),
+        ("trusted_proxy_ip", "server.trusted_proxies"),
         ("set_xauthrequest", "headers.set_xauthrequest"),
         ("pass_access_token", "headers.pass_access_token"),
         (
