@@ -4,6 +4,7 @@
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use http::StatusCode;
@@ -17,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Sources};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::oidc::refresh::Refresher;
 use crate::oidc::Oidc;
 use crate::pages::{Branding, ErrorPage, Pages};
 use crate::redirect::{self, ReturnTo};
@@ -34,6 +36,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Bearer JWT verification; `None` unless `bearer.enabled`.
     pub bearers: Option<Arc<Bearers>>,
+    /// Single flight of token refreshes. A cross-replica lock plugs in here
+    /// (`Refresher::new(wait, Some(lock))`) once sessions live in a shared store.
+    pub refresher: Refresher,
 }
 
 impl App {
@@ -58,7 +63,10 @@ impl App {
         }
         let metrics = Arc::new(metrics);
         let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
+        // A refresh is a token call and maybe a userinfo call, each bounded by http_timeout.
+        let refresher = Refresher::new(config.oidc.http_timeout * 2 + Duration::from_secs(1), None);
         Ok(Self {
+            refresher,
             sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
             policy: Policy::new(&config.authz)
                 .with_bearer_fallback(config.bearer.fallback_to_cookie),

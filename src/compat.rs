@@ -42,6 +42,7 @@ const SAME: &[(&str, &str)] = &[
     ("cookie_secret_file", "cookie.secret_file"),
     ("cookie_path", "cookie.path"),
     ("cookie_expire", "cookie.expire"),
+    ("cookie_refresh", "cookie.refresh_interval"),
     ("cookie_secure", "cookie.secure"),
     ("email_domains", "authz.email_domains"),
     ("allowed_groups", "authz.allowed_groups"),

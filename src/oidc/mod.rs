@@ -5,6 +5,7 @@
 
 pub mod callback;
 pub mod logout;
+pub mod refresh;
 pub mod start;
 
 use std::collections::HashMap;
