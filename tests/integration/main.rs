@@ -6,6 +6,7 @@
 mod bearer;
 mod cli;
 mod grpc;
+mod refresh;
 mod support;
 
 use support::{Browser, TestApp};
