@@ -203,7 +203,8 @@ async fn refreshes_never_extend_the_session_past_cookie_expire() {
         TestApp::start_clocked(&[OFFLINE, "cookie.expire=10m"], clock.clone(), options(300)).await;
     let mut b = signed_in(&t).await;
     clock.advance(250);
-    let a = b.get(&t.url("/app")).await;
+    // The userinfo route refreshes like any check.
+    let a = b.get(&t.url("/oauth2/userinfo")).await;
     assert_eq!(a.status, 200);
     let line = session_set_cookie(&a).expect("refreshed");
     assert_eq!(
@@ -211,6 +212,9 @@ async fn refreshes_never_extend_the_session_past_cookie_expire() {
         600 - 250,
         "what is left of the login's 10 minutes"
     );
+    let a = b.get(&t.url("/app")).await;
+    assert_eq!(a.status, 200);
+    assert!(a.set_cookies().is_empty());
     clock.advance(250); // T0+500: the new tokens (to T0+550) are inside the margin
     let a = b.get(&t.url("/app")).await;
     assert_eq!(a.status, 200);
@@ -233,6 +237,11 @@ async fn expired_tokens_without_a_refresh_token_end_the_session_unless_kept() {
     clock.advance(299);
     assert_eq!(b.get(&t.url("/app")).await.status, 200);
     clock.advance(1);
+    let mut u = Browser::new();
+    u.jar = b.jar.clone();
+    let info = u.get(&t.url("/oauth2/userinfo")).await;
+    assert_eq!(info.status, 401, "{}", info.body);
+    assert!(clears_session(&info));
     let a = b.get(&t.url("/app")).await;
     assert_eq!(a.status, 302);
     assert!(clears_session(&a));
