@@ -67,10 +67,11 @@ def metric(stack, line_start: str) -> int:
 
 
 def signed_in(stack) -> tuple[Browser, float]:
-    """A browser signed in as alice, and when its tokens were issued (monotonic)."""
+    """A browser signed in as alice, and a time (monotonic) no earlier than its tokens' issue:
+    waiting from it can only be late, and a late refresh is still a refresh."""
     b = Browser()
-    issued = time.monotonic()
     seen = login(stack, b)
+    issued = time.monotonic()
     assert seen["headers"].get("x-auth-request-user") == "alice", seen
     return b, issued
 
