@@ -638,6 +638,27 @@ mod tests {
         assert_eq!(tokens_expire_at(NOW, None, None), None);
     }
 
+    /// What the refresh fields cost in the cookie: an opaque refresh token (oidc-provider,
+    /// Okta: 43 characters) plus the expiry and refresh time.
+    #[test]
+    fn refresh_fields_cost_little_cookie() {
+        use crate::session::cookie::{CookieCodec, CookieKey};
+        let codec = CookieCodec::new(&CookieKey::generate(), &[]);
+        let mut s = session();
+        s.email = "alice@example.com".into();
+        s.id_token = Some("x".repeat(900));
+        let plain = Session {
+            refresh_token: None,
+            tokens_expire_at: None,
+            ..s.clone()
+        };
+        s.refresh_token = Some("r".repeat(43));
+        s.refreshed_at = NOW + 250;
+        let len = |s: &Session| codec.seal("_portcullis", s).expect("seal").len();
+        let extra = len(&s) - len(&plain);
+        assert!(extra <= 120, "refresh fields add {extra} bytes");
+    }
+
     fn refreshed(s: &Session, rt: &str) -> Flight {
         let mut n = s.clone();
         n.refresh_token = Some(rt.into());
