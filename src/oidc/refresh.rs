@@ -327,16 +327,20 @@ impl Ctx {
     }
 }
 
-/// When the tokens expire: the access token's `expires_in`, else the ID token's `exp`.
+/// When the tokens expire: the earlier of the access token's `expires_in` and the ID token's
+/// `exp` (the ID token is what `authorization: Bearer` forwards), whichever the IdP gave.
 pub fn tokens_expire_at(
     now: i64,
     expires_in: Option<Duration>,
     id_exp: Option<i64>,
 ) -> Option<i64> {
-    expires_in
+    let access = expires_in
         .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .map(|s| now.saturating_add(s))
-        .or(id_exp)
+        .map(|s| now.saturating_add(s));
+    match (access, id_exp) {
+        (Some(a), Some(i)) => Some(a.min(i)),
+        (a, i) => a.or(i),
+    }
 }
 
 #[cfg(test)]

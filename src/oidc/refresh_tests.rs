@@ -94,9 +94,17 @@ fn expired_tokens_without_refresh_token_end_the_session() {
 }
 
 #[test]
-fn token_expiry_prefers_expires_in() {
+fn tokens_expire_with_the_first_of_access_and_id_token() {
     assert_eq!(
         tokens_expire_at(NOW, Some(Duration::from_secs(60)), Some(NOW + 3600)),
+        Some(NOW + 60)
+    );
+    assert_eq!(
+        tokens_expire_at(NOW, Some(Duration::from_secs(3600)), Some(NOW + 300)),
+        Some(NOW + 300)
+    );
+    assert_eq!(
+        tokens_expire_at(NOW, Some(Duration::from_secs(60)), None),
         Some(NOW + 60)
     );
     assert_eq!(

@@ -35,8 +35,8 @@ pub struct Session {
     /// Short field names: every byte is paid in the cookie.
     #[serde(default, rename = "rt", skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
-    /// When the tokens expire (Unix seconds): the access token's `expires_in`, else the ID
-    /// token's `exp`; `None` when the IdP said neither.
+    /// When the tokens expire (Unix seconds): the earlier of the access token's `expires_in`
+    /// and the ID token's `exp`; `None` when the IdP said neither.
     #[serde(default, rename = "te", skip_serializing_if = "Option::is_none")]
     pub tokens_expire_at: Option<i64>,
     /// Last refresh (0: never refreshed, so the login time counts).
