@@ -4,6 +4,7 @@
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use http::StatusCode;
@@ -17,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Sources};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::oidc::refresh::Refresher;
 use crate::oidc::Oidc;
 use crate::pages::{Branding, ErrorPage, Pages};
 use crate::redirect::{self, ReturnTo};
@@ -37,6 +39,9 @@ pub struct App {
     pub bearers: Option<Arc<Bearers>>,
     /// How users appear in logs (`log.include_user`).
     pub log_users: LogUsers,
+    /// Single flight of token refreshes. A cross-replica lock plugs in here
+    /// (`Refresher::new(wait, Some(lock))`) once sessions live in a shared store.
+    pub refresher: Refresher,
 }
 
 impl App {
@@ -63,8 +68,11 @@ impl App {
         }
         let metrics = Arc::new(metrics);
         let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
+        // A refresh is a token call and maybe a userinfo call, each bounded by http_timeout.
+        let refresher = Refresher::new(config.oidc.http_timeout * 2 + Duration::from_secs(1), None);
         Ok(Self {
             log_users: LogUsers::new(config.log.include_user, &config.cookie.key),
+            refresher,
             sessions,
             policy: Policy::new(&config.authz)
                 .with_bearer_fallback(config.bearer.fallback_to_cookie),

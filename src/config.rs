@@ -134,6 +134,14 @@ pub struct CookieConfig {
     pub path: String,
     pub secure: bool,
     pub same_site: cookie::SameSite,
+    /// Refresh the tokens when they have at most this long left.
+    pub refresh: Duration,
+    /// Also refresh this long after the last refresh (or the login); `None`: only by expiry.
+    pub refresh_interval: Option<Duration>,
+    /// Keep the IdP's refresh token in the session (and so refresh at all).
+    pub store_refresh_token: bool,
+    /// A session whose tokens expired and cannot be refreshed lives on until `expire`.
+    pub keep_after_token_expiry: bool,
 }
 
 impl fmt::Debug for CookieConfig {
@@ -149,6 +157,10 @@ impl fmt::Debug for CookieConfig {
             .field("path", &self.path)
             .field("secure", &self.secure)
             .field("same_site", &self.same_site)
+            .field("refresh", &self.refresh)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("store_refresh_token", &self.store_refresh_token)
+            .field("keep_after_token_expiry", &self.keep_after_token_expiry)
             .finish()
     }
 }
@@ -340,6 +352,10 @@ pub struct RawCookie {
     pub path: String,
     pub secure: bool,
     pub same_site: String,
+    pub refresh: String,
+    pub refresh_interval: String,
+    pub store_refresh_token: bool,
+    pub keep_after_token_expiry: bool,
 }
 
 impl Default for RawCookie {
@@ -356,6 +372,10 @@ impl Default for RawCookie {
             path: "/".into(),
             secure: true,
             same_site: "lax".into(),
+            refresh: "1m".into(),
+            refresh_interval: "0s".into(),
+            store_refresh_token: true,
+            keep_after_token_expiry: false,
         }
     }
 }
@@ -1053,6 +1073,20 @@ fn validate_cookie(raw: RawCookie) -> Result<CookieConfig, ConfigError> {
             format!("must start with \"/\", got {:?}", raw.path),
         ));
     }
+    let refresh = parse_duration("cookie.refresh", &raw.refresh)?;
+    if refresh > expire {
+        return Err(ConfigError::new(
+            "cookie.refresh",
+            "must not be longer than cookie.expire",
+        ));
+    }
+    let refresh_interval = parse_duration("cookie.refresh_interval", &raw.refresh_interval)?;
+    if !refresh_interval.is_zero() && refresh_interval.as_secs() < 10 {
+        return Err(ConfigError::new(
+            "cookie.refresh_interval",
+            "must be 0s (off) or at least 10s",
+        ));
+    }
     let domain = non_empty(raw.domain);
     if let Some(d) = &domain {
         if d.contains([';', ',', ' ', '/', ':']) {
@@ -1073,6 +1107,10 @@ fn validate_cookie(raw: RawCookie) -> Result<CookieConfig, ConfigError> {
         path,
         secure: raw.secure,
         same_site,
+        refresh,
+        refresh_interval: (!refresh_interval.is_zero()).then_some(refresh_interval),
+        store_refresh_token: raw.store_refresh_token,
+        keep_after_token_expiry: raw.keep_after_token_expiry,
     })
 }
 
@@ -1204,6 +1242,9 @@ mod tests {
             ("cookie.secret=c2hvcnQ=", "cookie.secret"),
             ("cookie.secret=%%%not-base64", "cookie.secret"),
             ("cookie.expire=forever", "cookie.expire"),
+            ("cookie.refresh=soon", "cookie.refresh"),
+            ("cookie.refresh=200h", "cookie.refresh"),
+            ("cookie.refresh_interval=5s", "cookie.refresh_interval"),
             ("cookie.same_site=sometimes", "cookie.same_site"),
             ("cookie.name=bad name", "cookie.name"),
             ("cookie.max_pending_logins=0", "cookie.max_pending_logins"),

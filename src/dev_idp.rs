@@ -2,6 +2,9 @@
 //! It is a real issuer as far as the proxy can tell: discovery document, JWKS, authorization
 //! endpoint (a form asking for a user name, or `login_hint=<name>` to skip it), token endpoint
 //! with PKCE S256 and client authentication, RS256-signed ID tokens, userinfo and end_session.
+//! With the `offline_access` scope it issues refresh tokens, rotated at every use; replaying a
+//! used one revokes its whole family (reuse detection, as certified providers do). Tests can
+//! shorten access tokens ([`DevOptions`]), count refresh-token grants and revoke refresh tokens.
 //! It trusts whatever name is typed in, so it refuses to bind anything but loopback and nothing
 //! in `portcullis serve` can start it.
 
@@ -40,9 +43,45 @@ pub struct DevIdp {
     pub issuer: String,
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    state: Arc<Idp>,
+}
+
+/// How the development issuer behaves (tests change these).
+#[derive(Clone, Debug)]
+pub struct DevOptions {
+    /// Lifetime of access tokens (`expires_in`), seconds.
+    pub access_token_ttl: i64,
+    /// Lifetime of ID tokens, seconds.
+    pub id_token_ttl: i64,
+    /// Delay before answering a refresh-token grant (widens race windows in tests).
+    pub refresh_delay: std::time::Duration,
+}
+
+impl Default for DevOptions {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: 3600,
+            id_token_ttl: 3600,
+            refresh_delay: std::time::Duration::ZERO,
+        }
+    }
 }
 
 impl DevIdp {
+    /// Refresh-token grants answered so far (successful or not).
+    pub fn refresh_calls(&self) -> usize {
+        self.state
+            .refresh_calls
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Revoke every refresh token issued to `user` (as an admin would at the IdP).
+    pub fn revoke_refresh_tokens(&self, user: &str) {
+        if let Ok(mut r) = self.state.refresh.lock() {
+            r.retain(|_, g| g.user.name != user);
+        }
+    }
+
     /// Stop serving.
     pub fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -71,6 +110,14 @@ struct Grant {
     nonce: Option<String>,
     code_challenge: Option<String>,
     expires_at: i64,
+    offline: bool,
+}
+
+/// A live refresh token: who it is for and the family it was rotated from.
+struct RefreshGrant {
+    user: DevUser,
+    client_id: String,
+    family: String,
 }
 
 #[derive(Clone)]
@@ -87,11 +134,27 @@ struct Idp {
     jwks: serde_json::Value,
     codes: Mutex<HashMap<String, Grant>>,
     tokens: Mutex<HashMap<String, DevUser>>,
+    /// Live refresh tokens.
+    refresh: Mutex<HashMap<String, RefreshGrant>>,
+    /// Rotated-away refresh tokens → their family (a replay revokes the family).
+    used_refresh: Mutex<HashMap<String, String>>,
+    refresh_calls: std::sync::atomic::AtomicUsize,
+    options: DevOptions,
     clock: Clock,
 }
 
 /// Start the issuer on `bind` (must be a loopback address; port 0 picks one).
 pub async fn start(bind: SocketAddr, client: DevClient, clock: Clock) -> anyhow::Result<DevIdp> {
+    start_with(bind, client, clock, DevOptions::default()).await
+}
+
+/// [`start`] with options.
+pub async fn start_with(
+    bind: SocketAddr,
+    client: DevClient,
+    clock: Clock,
+    options: DevOptions,
+) -> anyhow::Result<DevIdp> {
     anyhow::ensure!(
         bind.ip().is_loopback(),
         "the development issuer only binds loopback addresses, not {bind}"
@@ -110,6 +173,10 @@ pub async fn start(bind: SocketAddr, client: DevClient, clock: Clock) -> anyhow:
         jwks,
         codes: Mutex::new(HashMap::new()),
         tokens: Mutex::new(HashMap::new()),
+        refresh: Mutex::new(HashMap::new()),
+        used_refresh: Mutex::new(HashMap::new()),
+        refresh_calls: std::sync::atomic::AtomicUsize::new(0),
+        options,
         clock,
     });
     let router = axum::Router::new()
@@ -119,7 +186,8 @@ pub async fn start(bind: SocketAddr, client: DevClient, clock: Clock) -> anyhow:
         .route("/token", axum::routing::post(token))
         .route("/userinfo", get(userinfo))
         .route("/logout", get(logout))
-        .with_state(idp);
+        .route("/revoke", axum::routing::post(revoke))
+        .with_state(idp.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let served = axum::serve(listener, router)
@@ -135,6 +203,7 @@ pub async fn start(bind: SocketAddr, client: DevClient, clock: Clock) -> anyhow:
         issuer,
         addr,
         stop: Some(tx),
+        state: idp,
     })
 }
 
@@ -155,10 +224,12 @@ async fn discovery(State(idp): State<Arc<Idp>>) -> Json<serde_json::Value> {
         "userinfo_endpoint": format!("{base}/userinfo"),
         "jwks_uri": format!("{base}/jwks"),
         "end_session_endpoint": format!("{base}/logout"),
+        "revocation_endpoint": format!("{base}/revoke"),
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "scopes_supported": ["openid", "email", "profile", "groups"],
+        "scopes_supported": ["openid", "email", "profile", "groups", "offline_access"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["sub", "email", "email_verified", "preferred_username", "groups"],
@@ -187,6 +258,8 @@ struct AuthorizeParams {
     code_challenge_method: Option<String>,
     #[serde(default)]
     login_hint: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
     /// Development extra: comma-separated groups for the signed-in user.
     #[serde(default)]
     dev_groups: Option<String>,
@@ -276,6 +349,12 @@ fn authorize(idp: &Idp, p: AuthorizeParams) -> Response {
         nonce: p.nonce.clone(),
         code_challenge: p.code_challenge.clone(),
         expires_at: idp.clock.now() + 60,
+        offline: p
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .any(|s| s == "offline_access"),
     };
     if let Ok(mut codes) = idp.codes.lock() {
         codes.insert(code.clone(), grant);
@@ -296,6 +375,7 @@ fn login_form(p: &AuthorizeParams) -> String {
         ("client_id", Some(p.client_id.as_str())),
         ("redirect_uri", Some(p.redirect_uri.as_str())),
         ("state", p.state.as_deref()),
+        ("scope", p.scope.as_deref()),
         ("nonce", p.nonce.as_deref()),
         ("code_challenge", p.code_challenge.as_deref()),
         ("code_challenge_method", p.code_challenge_method.as_deref()),
@@ -335,6 +415,8 @@ struct TokenParams {
     grant_type: String,
     #[serde(default)]
     code: String,
+    #[serde(default)]
+    refresh_token: String,
     #[serde(default)]
     redirect_uri: String,
     #[serde(default)]
@@ -382,9 +464,14 @@ async fn token(
     if id != idp.client.client_id || secret != idp.client.client_secret {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
-    if p.grant_type != "authorization_code" {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    match p.grant_type.as_str() {
+        "authorization_code" => code_grant(&idp, &id, p),
+        "refresh_token" => refresh_grant(&idp, &id, p).await,
+        _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }
+}
+
+fn code_grant(idp: &Idp, id: &str, p: TokenParams) -> Response {
     let grant = idp.codes.lock().ok().and_then(|mut c| c.remove(&p.code));
     let now = idp.clock.now();
     let Some(grant) = grant
@@ -402,8 +489,65 @@ async fn token(
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
         }
     }
+    let refresh = grant.offline.then(|| (random_id(), random_id()));
+    issue(
+        idp,
+        &grant.user,
+        &grant.client_id,
+        grant.nonce.clone(),
+        Some(&AuthorizationCode::new(p.code)),
+        refresh,
+    )
+}
+
+/// RFC 6749 §6 with rotation: the presented token is spent and a new one of the same family
+/// comes back; presenting a spent token again revokes the family.
+async fn refresh_grant(idp: &Idp, id: &str, p: TokenParams) -> Response {
+    idp.refresh_calls
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if !idp.options.refresh_delay.is_zero() {
+        tokio::time::sleep(idp.options.refresh_delay).await;
+    }
+    let live = idp
+        .refresh
+        .lock()
+        .ok()
+        .and_then(|mut r| r.remove(&p.refresh_token));
+    let Some(grant) = live.filter(|g| g.client_id == id) else {
+        let family = idp
+            .used_refresh
+            .lock()
+            .ok()
+            .and_then(|u| u.get(&p.refresh_token).cloned());
+        if let (Some(family), Ok(mut r)) = (family, idp.refresh.lock()) {
+            r.retain(|_, g| g.family != family);
+        }
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    };
+    if let Ok(mut u) = idp.used_refresh.lock() {
+        u.insert(p.refresh_token.clone(), grant.family.clone());
+    }
+    issue(
+        idp,
+        &grant.user,
+        &grant.client_id,
+        None,
+        None,
+        Some((random_id(), grant.family)),
+    )
+}
+
+/// A token response: access token, ID token, and a refresh token `(token, family)` if given.
+fn issue(
+    idp: &Idp,
+    user: &DevUser,
+    client_id: &str,
+    nonce: Option<String>,
+    code: Option<&AuthorizationCode>,
+    refresh: Option<(String, String)>,
+) -> Response {
     let access = AccessToken::new(random_id());
-    let id_token = match sign_id_token(&idp, &grant, &access, &AuthorizationCode::new(p.code)) {
+    let id_token = match sign_id_token(idp, user, client_id, nonce, &access, code) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "development issuer could not sign");
@@ -411,32 +555,46 @@ async fn token(
         }
     };
     if let Ok(mut t) = idp.tokens.lock() {
-        t.insert(access.secret().clone(), grant.user.clone());
+        t.insert(access.secret().clone(), user.clone());
     }
-    Json(json!({
+    let mut body = json!({
         "access_token": access.secret(),
         "token_type": "Bearer",
-        "expires_in": 3600,
+        "expires_in": idp.options.access_token_ttl,
         "id_token": id_token,
         "scope": "openid email profile",
-    }))
-    .into_response()
+    });
+    if let Some((token, family)) = refresh {
+        if let Ok(mut r) = idp.refresh.lock() {
+            r.insert(
+                token.clone(),
+                RefreshGrant {
+                    user: user.clone(),
+                    client_id: client_id.to_string(),
+                    family,
+                },
+            );
+        }
+        body["refresh_token"] = json!(token);
+    }
+    Json(body).into_response()
 }
 
 fn sign_id_token(
     idp: &Idp,
-    grant: &Grant,
+    user: &DevUser,
+    client_id: &str,
+    nonce: Option<String>,
     access: &AccessToken,
-    code: &AuthorizationCode,
+    code: Option<&AuthorizationCode>,
 ) -> anyhow::Result<String> {
     let now = idp.clock.now_utc();
-    let user = &grant.user;
     let mut extra = HashMap::new();
     extra.insert("groups".to_string(), json!(user.groups));
     let claims: IdTokenClaims = IdTokenClaims::new(
         IssuerUrl::new(idp.issuer.clone())?,
-        vec![Audience::new(grant.client_id.clone())],
-        now + chrono::Duration::hours(1),
+        vec![Audience::new(client_id.to_string())],
+        now + chrono::Duration::seconds(idp.options.id_token_ttl),
         now,
         StandardClaims::<CoreGenderClaim>::new(SubjectIdentifier::new(user.name.clone()))
             .set_email(Some(EndUserEmail::new(format!(
@@ -447,13 +605,13 @@ fn sign_id_token(
             .set_preferred_username(Some(EndUserUsername::new(user.name.clone()))),
         ExtraClaims(extra),
     )
-    .set_nonce(grant.nonce.clone().map(Nonce::new));
+    .set_nonce(nonce.map(Nonce::new));
     let token = IdToken::new(
         claims,
         &idp.key,
         CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
         Some(access),
-        Some(code),
+        code,
     )?;
     Ok(token.to_string())
 }
@@ -476,6 +634,25 @@ async fn userinfo(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
         .into_response(),
         None => oauth_error(StatusCode::UNAUTHORIZED, "invalid_token"),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct RevokeParams {
+    #[serde(default)]
+    token: String,
+}
+
+/// RFC 7009: revoke a refresh token (its whole family) or an access token. Always 200.
+async fn revoke(State(idp): State<Arc<Idp>>, Form(p): Form<RevokeParams>) -> Response {
+    if let Ok(mut r) = idp.refresh.lock() {
+        if let Some(family) = r.get(&p.token).map(|g| g.family.clone()) {
+            r.retain(|_, g| g.family != family);
+        }
+    }
+    if let Ok(mut t) = idp.tokens.lock() {
+        t.remove(&p.token);
+    }
+    StatusCode::OK.into_response()
 }
 
 #[derive(Debug, Deserialize)]

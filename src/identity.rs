@@ -95,6 +95,9 @@ mod tests {
             created_at: 0,
             expires_at: 1,
             claims: Default::default(),
+            refresh_token: None,
+            tokens_expire_at: None,
+            refreshed_at: 0,
         }
     }
 

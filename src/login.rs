@@ -79,7 +79,7 @@ pub async fn handle(app: &App, route: Route, input: &CheckInput) -> Result<Outco
             sign_in_page(app, input, &return_to)
         }
         Route::SignedOut => signed_out(app, input),
-        Route::UserInfo => return Ok(userinfo(app, input)),
+        Route::UserInfo => return userinfo(app, input).await,
         Route::Unknown => app.error_page(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -115,12 +115,16 @@ fn signed_out(app: &App, input: &CheckInput) -> Reply {
     app.page_reply(StatusCode::UNAUTHORIZED, html)
 }
 
-/// The signed-in user as JSON (an allow, with the identity headers), or 401 JSON.
-fn userinfo(app: &App, input: &CheckInput) -> Outcome {
-    match app.sessions.load(input, app.clock.now()) {
+/// The signed-in user as JSON (an allow, with the identity headers), or 401 JSON. The session
+/// is refreshed (or ended) as for any check.
+async fn userinfo(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
+    let now = app.clock.now();
+    let loaded = app.sessions.load(input, now);
+    let (session, cookies) = crate::oidc::refresh::refresh(app, input, loaded, now).await?;
+    Ok(match session {
         Some(s) => Outcome::Allow(Allow {
             headers: identity::upstream_headers(&s, &app.config.headers),
-            set_cookies: Vec::new(),
+            set_cookies: cookies,
             body: Some(Body::json(&json!({
                 "user": s.user,
                 "email": s.email,
@@ -128,8 +132,8 @@ fn userinfo(app: &App, input: &CheckInput) -> Outcome {
                 "groups": s.groups,
             }))),
         }),
-        None => Outcome::Reply(unauthorized_json(app, input)),
-    }
+        None => Outcome::Reply(unauthorized_json(app, input).with_cookies(cookies)),
+    })
 }
 
 /// 401 JSON for callers that cannot follow a login redirect.

@@ -59,6 +59,7 @@ pub struct Metrics {
     logins: Family<ResultLabels, Counter>,
     idp_requests: Family<IdpLabels, Counter>,
     idp_duration: HistogramFamily<EndpointLabels>,
+    refreshes: Family<ResultLabels, Counter>,
 }
 
 /// 50 µs … ~1.6 s: checks are sub-millisecond, logins are IdP-bound.
@@ -112,6 +113,12 @@ impl Metrics {
             "Time of calls to the identity provider, by endpoint",
             idp_duration.clone(),
         );
+        let refreshes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "session_refreshes",
+            "Session token refreshes by result (refreshed, ended, failed, joined, timeout, expired)",
+            refreshes.clone(),
+        );
         let build_info = Family::<VersionLabels, Gauge>::default();
         build_info
             .get_or_create(&VersionLabels {
@@ -126,6 +133,7 @@ impl Metrics {
             logins,
             idp_requests,
             idp_duration,
+            refreshes,
         }
     }
 
@@ -155,7 +163,15 @@ impl Metrics {
         self.logins.get_or_create(&ResultLabels { result }).inc();
     }
 
-    /// One call to the IdP: `endpoint` is discovery, token, userinfo or jwks; `status` is ok,
+    /// A session's refresh step: `refreshed` (new tokens), `ended` (the IdP refused the refresh
+    /// token: signed out), `failed` (the IdP could not be asked), `joined` (another check's
+    /// refresh answered this one), `timeout` (waited too long for it), `expired` (tokens
+    /// expired without a refresh token: signed out).
+    pub fn refresh(&self, result: &'static str) {
+        self.refreshes.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// One call to the IdP: `endpoint` is discovery, token, refresh, userinfo or jwks; `status` is ok,
     /// rejected (an OAuth error answer) or error (transport, 5xx, unreadable).
     pub fn idp(&self, endpoint: &'static str, status: &'static str, took: Duration) {
         self.idp_requests
@@ -297,11 +313,15 @@ mod tests {
         m.decision("http", "allow", "session", Duration::from_micros(80));
         m.login("started");
         m.idp("token", "ok", Duration::from_millis(12));
+        m.idp("refresh", "rejected", Duration::from_millis(3));
+        m.refresh("refreshed");
         let text = m.encode();
         for line in [
             "portcullis_decisions_total{adapter=\"http\",outcome=\"allow\",reason=\"session\"} 2",
             "portcullis_logins_total{result=\"started\"} 1",
             "portcullis_idp_requests_total{endpoint=\"token\",status=\"ok\"} 1",
+            "portcullis_idp_requests_total{endpoint=\"refresh\",status=\"rejected\"} 1",
+            "portcullis_session_refreshes_total{result=\"refreshed\"} 1",
             "portcullis_check_duration_seconds_count{adapter=\"http\"} 2",
             "portcullis_build_info{version=\"",
         ] {

@@ -174,6 +174,9 @@ mod tests {
             created_at: NOW - 10,
             expires_at,
             claims: Default::default(),
+            refresh_token: None,
+            tokens_expire_at: None,
+            refreshed_at: 0,
         }
     }
 

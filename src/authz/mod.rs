@@ -128,6 +128,15 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     let now = app.clock.now();
     let session = app.sessions.load(input, now);
     let (bearer, token) = bearer_fact(app, input, now).await?;
+    // Refresh a session only when it will be used: not behind a verified (or refused) bearer
+    // token. `session_cookies` carry the refreshed session, or clear an ended one.
+    let cookie_path = matches!(bearer, BearerFact::Absent)
+        || (app.config.bearer.fallback_to_cookie && matches!(bearer, BearerFact::Invalid(_)));
+    let (session, session_cookies) = if cookie_path {
+        crate::oidc::refresh::refresh(app, input, session, now).await?
+    } else {
+        (session, Vec::new())
+    };
     let decision = decide::decide(input, session.as_ref(), &bearer, &app.policy, now);
     // The identity behind an allow: the verified token's (as a transient session carrying the
     // caller's own token for the optional headers), else the cookie session's.
@@ -144,6 +153,9 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             created_at: now,
             expires_at: t.expires_at,
             claims: Default::default(),
+            refresh_token: None,
+            tokens_expire_at: None,
+            refreshed_at: 0,
         }),
         _ => session,
     };
@@ -166,13 +178,13 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             });
             Ok(Outcome::Allow(Allow {
                 headers,
-                set_cookies: Vec::new(),
+                set_cookies: session_cookies,
                 body,
             }))
         }
         (Decision::AllowAnonymous, _) | (Decision::Allow, None) => Ok(Outcome::Allow(Allow {
             headers: identity::upstream_headers(&Session::anonymous(), &app.config.headers),
-            set_cookies: Vec::new(),
+            set_cookies: session_cookies,
             body: None,
         })),
         (Decision::BearerInvalid(reason), _) => {
@@ -181,15 +193,16 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             reply.reason = Some("bearer_invalid");
             Ok(Outcome::Reply(reply))
         }
-        (Decision::Login { api: true, .. }, _) => {
-            Ok(Outcome::Reply(login::unauthorized_json(app, input)))
+        (Decision::Login { api: true, .. }, _) => Ok(Outcome::Reply(
+            login::unauthorized_json(app, input).with_cookies(session_cookies),
+        )),
+        (Decision::Login { return_to, .. }, _) => {
+            let reply = match app.config.pages.login_mode {
+                LoginMode::Redirect => crate::oidc::start::start(app, input, &return_to, false)?,
+                LoginMode::Page => login::sign_in_page(app, input, &return_to),
+            };
+            Ok(Outcome::Reply(reply.with_cookies(session_cookies)))
         }
-        (Decision::Login { return_to, .. }, _) => match app.config.pages.login_mode {
-            LoginMode::Redirect => Ok(Outcome::Reply(crate::oidc::start::start(
-                app, input, &return_to, false,
-            )?)),
-            LoginMode::Page => Ok(Outcome::Reply(login::sign_in_page(app, input, &return_to))),
-        },
         (Decision::Deny(reason), who) => {
             if reason == decision::DenyReason::PathPrefixMissing {
                 tracing::error!(
@@ -220,7 +233,7 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
                 ) {
                 app.sessions.clear(input)
             } else {
-                Vec::new()
+                session_cookies
             };
             Ok(Outcome::Reply(reply.with_cookies(clear)))
         }

@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::authz::decision::Reply;
 use crate::authz::input::CheckInput;
 use crate::error::Error;
-use crate::oidc::{chain, Claims, IdTokenClaims, Provider, UserInfoClaims};
+use crate::oidc::{chain, Claims, IdTokenClaims, Oidc, Provider, UserInfoClaims};
 use crate::session::{random_id, PendingLogin, Session};
 
 /// Handle `<prefix>/callback`. Caller's faults are 403 pages; IdP failures are `Err` (502).
@@ -167,6 +167,16 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
             .iter()
             .filter_map(|n| claims_view.json(n).map(|v| (n.clone(), v)))
             .collect(),
+        refresh_token: token
+            .refresh_token()
+            .filter(|_| app.config.cookie.store_refresh_token)
+            .map(|t| t.secret().clone()),
+        tokens_expire_at: crate::oidc::refresh::tokens_expire_at(
+            now,
+            token.expires_in(),
+            Some(claims.expiration().timestamp()),
+        ),
+        refreshed_at: 0,
     };
     let mut cookies = app.sessions.save(&session, input)?;
     cookies.extend(clear_pending.iter().cloned());
@@ -248,6 +258,16 @@ async fn fetch_userinfo(
     token: &crate::oidc::TokenResponse,
     claims: &IdTokenClaims,
 ) -> Result<Option<UserInfoClaims>, Error> {
+    fetch_userinfo_with(&app.oidc, provider, token, claims).await
+}
+
+/// The userinfo claims for `token` (`None` when the IdP has no userinfo endpoint).
+pub(crate) async fn fetch_userinfo_with(
+    oidc: &Oidc,
+    provider: &Provider,
+    token: &crate::oidc::TokenResponse,
+    claims: &IdTokenClaims,
+) -> Result<Option<UserInfoClaims>, Error> {
     let Ok(request) = provider
         .client
         .user_info(token.access_token().clone(), Some(claims.subject().clone()))
@@ -256,8 +276,8 @@ async fn fetch_userinfo(
         return Ok(None);
     };
     let started = std::time::Instant::now();
-    let result = request.request_async(&app.oidc.http).await;
-    app.metrics.idp(
+    let result = request.request_async(&oidc.http).await;
+    oidc.metrics.idp(
         "userinfo",
         if result.is_ok() { "ok" } else { "error" },
         started.elapsed(),

@@ -5,6 +5,8 @@
 
 pub mod callback;
 pub mod logout;
+pub mod refresh;
+pub mod single_flight;
 pub mod start;
 
 use std::collections::HashMap;

@@ -24,11 +24,28 @@ pub struct Session {
     pub id_token: Option<String>,
     /// Kept only when `headers.pass_access_token` needs it.
     pub access_token: Option<String>,
+    /// Login time. Refreshes never move it.
     pub created_at: i64,
+    /// `created_at + cookie.expire`: the hard end of the session, whatever refreshes happen.
     pub expires_at: i64,
     /// Claims that `require` rules look at (only those, to keep the cookie small).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, serde_json::Value>,
+    /// The OAuth refresh token, when the IdP gave one (and `cookie.store_refresh_token`).
+    /// Short field names: every byte is paid in the cookie.
+    #[serde(default, rename = "rt", skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the tokens expire (Unix seconds): the earlier of the access token's `expires_in`
+    /// and the ID token's `exp`; `None` when the IdP said neither.
+    #[serde(default, rename = "te", skip_serializing_if = "Option::is_none")]
+    pub tokens_expire_at: Option<i64>,
+    /// Last refresh (0: never refreshed, so the login time counts).
+    #[serde(default, rename = "ra", skip_serializing_if = "is_zero")]
+    pub refreshed_at: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl Session {
@@ -45,6 +62,18 @@ impl Session {
             created_at: 0,
             expires_at: 0,
             claims: BTreeMap::new(),
+            refresh_token: None,
+            tokens_expire_at: None,
+            refreshed_at: 0,
+        }
+    }
+
+    /// When the tokens were last obtained: the last refresh, else the login.
+    pub fn tokens_obtained_at(&self) -> i64 {
+        if self.refreshed_at > 0 {
+            self.refreshed_at
+        } else {
+            self.created_at
         }
     }
 
@@ -65,8 +94,14 @@ impl fmt::Debug for Session {
                 "access_token",
                 &self.access_token.as_ref().map(|_| "[redacted]"),
             )
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
+            .field("tokens_expire_at", &self.tokens_expire_at)
+            .field("refreshed_at", &self.refreshed_at)
             .finish()
     }
 }
@@ -122,6 +157,9 @@ mod tests {
             created_at: 0,
             expires_at: 10,
             claims: Default::default(),
+            refresh_token: Some("REFRESH-SECRET".into()),
+            tokens_expire_at: Some(5),
+            refreshed_at: 0,
         };
         let d = format!("{s:?}");
         assert!(!d.contains("SECRET"), "{d}");
@@ -139,12 +177,30 @@ mod tests {
             access_token: None,
             created_at: 100,
             expires_at: 200,
-            claims: Default::default(),
+            ..Session::anonymous()
         };
         assert!(s.is_valid_at(100));
         assert!(s.is_valid_at(199));
         assert!(!s.is_valid_at(200));
         assert!(!s.is_valid_at(-1000), "created far in the future");
+    }
+
+    #[test]
+    fn cookies_sealed_before_refresh_fields_still_open() {
+        let mut old = serde_json::to_value(Session {
+            id: "i".into(),
+            user: "u".into(),
+            created_at: 1,
+            expires_at: 2,
+            ..Session::anonymous()
+        })
+        .expect("json");
+        let obj = old.as_object_mut().expect("object");
+        assert!(!obj.contains_key("rt") && !obj.contains_key("te") && !obj.contains_key("ra"));
+        obj.remove("claims");
+        let back: Session = serde_json::from_value(old).expect("opens");
+        assert_eq!(back.refresh_token, None);
+        assert_eq!(back.tokens_obtained_at(), 1);
     }
 
     #[test]

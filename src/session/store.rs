@@ -78,10 +78,21 @@ impl SessionCookies {
         valid.then_some(session)
     }
 
-    /// Set-Cookie lines that store `session`, expiring chunks the request had that the new value
-    /// does not use.
+    /// Set-Cookie lines that store a new `session` (at its login time), expiring chunks the
+    /// request had that the new value does not use.
     pub fn save(&self, session: &Session, input: &CheckInput) -> Result<Vec<String>, Error> {
-        let saved = self.save_inner(session, input);
+        self.save_at(session, input, session.created_at)
+    }
+
+    /// Like [`SessionCookies::save`] at `now`: the cookie's Max-Age is what is left of the
+    /// session, so a refreshed cookie never outlives the login's `cookie.expire`.
+    pub fn save_at(
+        &self,
+        session: &Session,
+        input: &CheckInput,
+        now: i64,
+    ) -> Result<Vec<String>, Error> {
+        let saved = self.save_inner(session, input, now);
         StoreStats::inc(if saved.is_ok() {
             &self.stats.save_ok
         } else {
@@ -90,7 +101,12 @@ impl SessionCookies {
         saved
     }
 
-    fn save_inner(&self, session: &Session, input: &CheckInput) -> Result<Vec<String>, Error> {
+    fn save_inner(
+        &self,
+        session: &Session,
+        input: &CheckInput,
+        now: i64,
+    ) -> Result<Vec<String>, Error> {
         let sealed = self
             .codec
             .seal(&self.name, session)
@@ -99,7 +115,7 @@ impl SessionCookies {
             .codec
             .split(&self.name, sealed)
             .map_err(|e| Error::Internal(format!("session too large for cookies: {e}")))?;
-        let max_age = (session.expires_at - session.created_at).max(0);
+        let max_age = (session.expires_at - now).max(0);
         let mut out: Vec<String> = parts
             .iter()
             .map(|(n, v)| self.build(n, v, &self.path, self.same_site, max_age))
@@ -273,6 +289,10 @@ mod tests {
             path: "/".into(),
             secure: true,
             same_site: SameSite::Lax,
+            refresh: Duration::from_secs(60),
+            refresh_interval: None,
+            store_refresh_token: true,
+            keep_after_token_expiry: false,
         }
     }
 
@@ -335,6 +355,9 @@ mod tests {
             created_at: NOW,
             expires_at: NOW + 3600,
             claims: Default::default(),
+            refresh_token: None,
+            tokens_expire_at: None,
+            refreshed_at: 0,
         }
     }
 

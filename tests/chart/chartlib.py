@@ -49,7 +49,9 @@ FULL = {
             "allow_unverified_email": False,
         },
         "cookie": {"name": "_sso", "expire": "12h", "csrf_expire": "10m", "max_pending_logins": 7,
-                   "domain": ".example.com", "path": "/", "secure": True, "same_site": "strict"},
+                   "domain": ".example.com", "path": "/", "secure": True, "same_site": "strict",
+                   "refresh": "2m", "refresh_interval": "1h", "store_refresh_token": True,
+                   "keep_after_token_expiry": False},
         "authz": {"email_domains": ["example.com", ".example.org"], "allowed_groups": ["admins", "devs"],
                   "redirect_domains": [".example.com", "grafana.example.net:8443"],
                   "rules": [

@@ -358,6 +358,8 @@ def test_missing_or_conflicting_values_fail_clearly(render, values, message):
     ({"config": {"log": {"format": "xml"}}}, "/config/log/format"),
     ({"config": {"cookie": {"max_pending_logins": 50}}}, "/config/cookie/max_pending_logins"),
     ({"config": {"cookie": {"expire": "a week"}}}, "/config/cookie/expire"),
+    ({"config": {"cookie": {"refresh": "soon"}}}, "/config/cookie/refresh"),
+    ({"config": {"cookie": {"store_refresh_token": "yes"}}}, "/config/cookie/store_refresh_token"),
     ({"config": {"oidc": {"issuer_url": "idp.example.com"}}}, "/config/oidc/issuer_url"),
     ({"config": {"oidc": {"scopes": ["email"]}}}, "/config/oidc/scopes"),
     ({"config": {"oidc": {"client_secret": "x"}}}, "'client_secret' not allowed"),

@@ -337,6 +337,9 @@ fn session_cookie(app: &App, user: &str, groups: &[&str]) -> String {
         created_at: now,
         expires_at: now + 3600,
         claims: Default::default(),
+        refresh_token: None,
+        tokens_expire_at: None,
+        refreshed_at: 0,
     };
     let input = portcullis::authz::input::CheckInput::new(
         http::Method::GET,

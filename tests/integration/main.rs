@@ -9,6 +9,7 @@ mod forward;
 mod grpc;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod refresh;
 mod support;
 
 use support::{Browser, TestApp};

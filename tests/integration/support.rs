@@ -55,6 +55,37 @@ impl TestApp {
         toml: Option<&str>,
         discover: bool,
     ) -> TestApp {
+        Self::start_inner(idp, sets, toml, discover, Clock::system()).await
+    }
+
+    /// Start with a development issuer with `options`; the issuer and the proxy share `clock`
+    /// (a fixed clock lets a test move time for both).
+    pub async fn start_clocked(
+        sets: &[&str],
+        clock: Clock,
+        options: dev_idp::DevOptions,
+    ) -> TestApp {
+        let idp = dev_idp::start_with(
+            "127.0.0.1:0".parse().expect("addr"),
+            DevClient {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+            },
+            clock.clone(),
+            options,
+        )
+        .await
+        .expect("dev issuer");
+        Self::start_inner(idp, sets, None, true, clock).await
+    }
+
+    async fn start_inner(
+        idp: DevIdp,
+        sets: &[&str],
+        toml: Option<&str>,
+        discover: bool,
+        clock: Clock,
+    ) -> TestApp {
         let key = CookieKey::generate();
         let mut all: Vec<String> = vec![
             "server.http_address=127.0.0.1:0".into(),
@@ -88,7 +119,7 @@ impl TestApp {
         if let Some(f) = file {
             let _ = std::fs::remove_file(f);
         }
-        let app = Arc::new(App::new(config, Clock::system()).expect("app"));
+        let app = Arc::new(App::new(config, clock).expect("app"));
         if let Some(b) = &app.bearers {
             b.load_all().await;
             b.spawn_refresh();

@@ -21,6 +21,15 @@
 //                          client_credentials grant and resource indicators; a token request with
 //                          resource=<it> gets an RS256 JWT access token with aud=<it> and, for
 //                          client credentials, groups ["services"] (bearer-token tests)
+//   IDP_ROTATE_REFRESH_TOKENS  1: every refresh-token grant spends the token and issues a new one
+//                          (oidc-provider then treats a replayed token as theft and revokes the
+//                          grant); default: oidc-provider's own policy
+//   IDP_TEST_HOOKS         1: serve GET /__test/refresh-tokens?account=<id> (the account's live
+//                          refresh tokens, so a test can revoke one at the real revocation
+//                          endpoint) and GET /__test/counts (refresh-token grants answered)
+//
+// Refresh tokens are issued when the client has the refresh_token grant and offline_access was
+// granted (oidc-provider grants it only with prompt=consent, OIDC Core 11).
 //
 // The issuer is http://127.0.0.1:<port>[/PATH]. When the server listens it prints `READY <port>` on
 // stdout. Accounts: any login name is accepted with any password; `alice`, `bob` and `carol`
@@ -54,6 +63,8 @@ if (issuerPath && !issuerPath.startsWith('/')) {
 }
 const pkceRequired = (process.env.IDP_PKCE_REQUIRED ?? '1') !== '0';
 const apiResource = process.env.IDP_API_RESOURCE ?? '';
+const rotateRefreshTokens = process.env.IDP_ROTATE_REFRESH_TOKENS === '1';
+const testHooks = process.env.IDP_TEST_HOOKS === '1';
 
 if (!clientJson) {
   console.error('server.mjs: a client is required (--client JSON or IDP_CLIENT)');
@@ -182,6 +193,7 @@ server.listen(requestedPort, '127.0.0.1', () => {
         return token.kind === 'ClientCredentials' ? { groups: ['services'] } : undefined;
       },
     } : {}),
+    ...(rotateRefreshTokens ? { rotateRefreshToken: () => true } : {}),
     ttl: {
       AccessToken: accessTokenTtl,
       ClientCredentials: accessTokenTtl,
@@ -213,12 +225,47 @@ server.listen(requestedPort, '127.0.0.1', () => {
       log(`EVENT ${event}: ${detail?.message ?? detail} ${detail?.error_description ?? ''}`);
     });
   }
+  // Refresh-token bookkeeping for the test hooks: live tokens by account, grants answered.
+  const liveRefreshTokens = new Map(); // token value (jti) -> accountId
+  const counts = { refresh_grants: 0, refresh_errors: 0 };
+  provider.on('refresh_token.saved', (token) => {
+    liveRefreshTokens.set(token.jti, token.accountId);
+  });
+  provider.on('refresh_token.consumed', (token) => liveRefreshTokens.delete(token.jti));
+  provider.on('refresh_token.destroyed', (token) => liveRefreshTokens.delete(token.jti));
+  provider.on('grant.success', (ctx) => {
+    const grantType = ctx.oidc.params?.grant_type;
+    if (grantType === 'refresh_token') counts.refresh_grants += 1;
+    log(`EVENT grant.success grant_type=${grantType}`);
+  });
+  provider.on('grant.error', (ctx, err) => {
+    if (ctx.oidc?.params?.grant_type === 'refresh_token') counts.refresh_errors += 1;
+  });
+  provider.on('grant.revoked', (ctx, grantId) => {
+    log(`EVENT grant.revoked ${grantId}`);
+  });
+
   provider.on('backchannel.success', (client, accountId, sid) => {
     log(`EVENT backchannel.success client=${client.clientId} account=${accountId} sid=${sid}`);
   });
 
   const callback = provider.callback();
   server.on('request', (req, res) => {
+    if (testHooks && req.url.startsWith('/__test/')) {
+      const url = new URL(req.url, 'http://127.0.0.1');
+      let body;
+      if (url.pathname === '/__test/refresh-tokens') {
+        const account = url.searchParams.get('account');
+        body = [...liveRefreshTokens].filter(([, a]) => a === account).map(([t]) => t);
+      } else if (url.pathname === '/__test/counts') {
+        body = counts;
+      }
+      res.statusCode = body === undefined ? 404 : 200;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(body ?? {}));
+      log(`${req.method} ${url.pathname} -> ${res.statusCode}`);
+      return;
+    }
     if (issuerPath) {
       // Mounted under a path: strip it; oidc-provider reads the mount from req.originalUrl.
       const rest = req.url.slice(issuerPath.length);
