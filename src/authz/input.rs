@@ -149,10 +149,14 @@ impl CheckInput {
         {
             return true;
         }
-        !self
-            .headers
-            .get_all(http::header::ACCEPT)
-            .iter()
+        let mut accept = self.headers.get_all(http::header::ACCEPT).iter().peekable();
+        // No Accept at all: the gateway does not forward it (oauth2-proxy's Istio example lists
+        // only `authorization` and `cookie`), so treat the caller as a browser, as oauth2-proxy
+        // does; an API client that wants 401 sends any Accept without text/html.
+        if accept.peek().is_none() {
+            return false;
+        }
+        !accept
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.to_ascii_lowercase().contains("text/html"))
     }
@@ -332,7 +336,7 @@ mod tests {
             (&[("accept", "TEXT/HTML")], false),
             (&[("accept", "application/json")], true),
             (&[("accept", "*/*")], true),
-            (&[], true),
+            (&[], false),
             (
                 &[
                     ("accept", "text/html"),

@@ -13,8 +13,10 @@ import json
 import secrets
 
 import pytest
+import requests
 
 from browser import Browser
+from envoy_gateway import HTTP_TEMPLATE
 from parts import Stack
 from test_http_ext_authz import PROTECTED, finish_at_idp, login, start_login
 
@@ -44,10 +46,28 @@ cookie_expire = "4h0m0s"
 COOKIE_SECRET = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+# The Istio provider of oauth2-proxy's own example forwards only these two request headers;
+# portcullis must work behind it unchanged (no Accept reaches it: treated as a browser).
+OAUTH2_PROXY_ISTIO_HEADERS = ("cookie", "authorization")
+
+
+def oauth2_proxy_istio_template(dir_):
+    text = HTTP_TEMPLATE.read_text()
+    for name in ("accept", "x-requested-with", "sec-fetch-mode"):
+        line = f"                - {{exact: {name}, ignore_case: true}}\n"
+        assert line in text, f"envoy_http.yaml no longer lists {name} as expected"
+        text = text.replace(line, "")
+    dir_.mkdir(parents=True, exist_ok=True)
+    out = dir_ / "envoy_oauth2_proxy_istio.yaml"
+    out.write_text(text)
+    return out
+
+
 @pytest.fixture(scope="module")
 def o2p_stack(work_dir):
     s = Stack(
         work_dir / "oauth2-proxy-compat",
+        envoy_template=oauth2_proxy_istio_template(work_dir / "oauth2-proxy-compat-envoy"),
         portcullis_oauth2_proxy_cfg=OAUTH2_PROXY_CFG,
         portcullis_env={
             "OAUTH2_PROXY_CLIENT_SECRET": "{client_secret}",
@@ -88,6 +108,16 @@ def test_login_sets_the_oauth2_proxy_cookie_and_the_identity_headers(o2p_stack):
     assert not any(n.startswith("_portcullis") for n in names), names
     # The session holds on other paths, as oauth2-proxy's did.
     assert b.get(o2p_stack.url + "/other").status_code == 200
+
+
+def test_without_accept_forwarded_a_browser_is_sent_to_the_login(o2p_stack):
+    """Envoy forwards only cookie and authorization (oauth2-proxy's Istio provider): whatever
+    the client's Accept, portcullis sees none and answers like oauth2-proxy, with the redirect."""
+    for accept in ("text/html,application/xhtml+xml", "application/json"):
+        r = requests.get(o2p_stack.url + PROTECTED, headers={"Accept": accept},
+                         allow_redirects=False, timeout=10)
+        assert r.status_code == 302, (accept, r.status_code, r.text[:200])
+        assert r.headers["location"].startswith(o2p_stack.idp.issuer), r.headers["location"]
 
 
 def test_email_domains_keep_other_domains_out(o2p_stack):
