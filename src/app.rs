@@ -17,23 +17,27 @@ use crate::clock::Clock;
 use crate::config::{Config, Sources};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::oidc::backchannel::LogoutKeys;
 use crate::oidc::Oidc;
 use crate::pages::{Branding, ErrorPage, Pages};
 use crate::redirect::{self, ReturnTo};
-use crate::session::SessionCookies;
+use crate::session::Sessions;
 use crate::token::Bearers;
 
 /// Everything a request needs, built once at start-up.
 pub struct App {
     pub config: Config,
     pub clock: Clock,
-    pub sessions: SessionCookies,
+    pub sessions: Sessions,
     pub oidc: Arc<Oidc>,
     pub pages: Pages,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
     /// Bearer JWT verification; `None` unless `bearer.enabled`.
     pub bearers: Option<Arc<Bearers>>,
+    /// The login issuer's keys for back-channel logout tokens; `None` without Redis (there is
+    /// nothing to revoke server-side then).
+    pub logout_keys: Option<LogoutKeys>,
 }
 
 impl App {
@@ -58,8 +62,21 @@ impl App {
         }
         let metrics = Arc::new(metrics);
         let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
+        let sessions = Sessions::new(&config, clock.clone())
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("session.redis")?;
+        let logout_keys = if sessions.can_revoke() {
+            Some(LogoutKeys::new(
+                &config.oidc.issuer_url,
+                &config.oidc.client_id,
+                config.oidc.http_timeout,
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
-            sessions: SessionCookies::new(&config.cookie, &config.server.proxy_prefix),
+            logout_keys,
+            sessions,
             policy: Policy::new(&config.authz)
                 .with_bearer_fallback(config.bearer.fallback_to_cookie),
             bearers,

@@ -15,8 +15,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
 mod bearer;
+mod session;
 
 pub use bearer::{BearerConfig, BearerIssuer, RawBearer, RawBearerIssuer, ALGORITHMS};
+pub use session::{
+    AdminConfig, RawAdmin, RawRedis, RawSession, RedisConfig, RedisTopology, SessionConfig,
+    StoreKind,
+};
 
 use crate::redirect::AllowedDomain;
 use crate::session::cookie::CookieKey;
@@ -72,6 +77,8 @@ pub struct Config {
     /// Things worth telling the operator at start-up (ignored oauth2-proxy options, …).
     pub warnings: Vec<String>,
     pub bearer: BearerConfig,
+    pub session: SessionConfig,
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +218,8 @@ pub struct RawConfig {
     pub log: RawLog,
     pub compat: RawCompat,
     pub bearer: RawBearer,
+    pub session: RawSession,
+    pub admin: RawAdmin,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -586,6 +595,8 @@ impl Config {
         };
         let bearer = bearer::validate_bearer(raw.bearer, Some(login_issuer))?;
         let cookie = validate_cookie(raw.cookie)?;
+        let session = session::validate_session(raw.session)?;
+        let admin = session::validate_admin(raw.admin)?;
         let istio_sample = raw.compat.istio_sample;
         let istio_sample_allow_service_account = raw.compat.istio_sample_allow_service_account;
         let mut raw_authz = raw.authz;
@@ -632,6 +643,8 @@ impl Config {
             },
             warnings: Vec::new(),
             bearer,
+            session,
+            admin,
         })
     }
 }
@@ -831,7 +844,7 @@ fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
 }
 
 /// Read a secret given inline or as a file; exactly one must be set when `required`.
-fn read_secret(
+pub(crate) fn read_secret(
     key: &str,
     inline: &str,
     file_key: &str,
@@ -1298,14 +1311,22 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
-    /// Every key of the configuration struct, as `section.key`.
+    /// Every key of the configuration struct, as `section.key` (or `section.sub.key` for a
+    /// nested table such as `session.redis`).
     fn all_keys() -> Vec<String> {
+        fn walk(prefix: &str, v: &serde_json::Value, keys: &mut Vec<String>) {
+            for (k, v) in v.as_object().expect("object") {
+                let full = format!("{prefix}.{k}");
+                match v.as_object() {
+                    Some(o) if !o.is_empty() => walk(&full, v, keys),
+                    _ => keys.push(full),
+                }
+            }
+        }
         let v = serde_json::to_value(RawConfig::default()).expect("serializes");
         let mut keys = Vec::new();
         for (section, fields) in v.as_object().expect("object") {
-            for key in fields.as_object().expect("section object").keys() {
-                keys.push(format!("{section}.{key}"));
-            }
+            walk(section, fields, &mut keys);
         }
         keys
     }
@@ -1320,13 +1341,13 @@ mod tests {
         assert!(keys.len() > 30, "{keys:?}");
         let mut missing = Vec::new();
         for full in &keys {
-            let (section, key) = full.split_once('.').expect("dotted");
+            let (section, key) = full.rsplit_once('.').expect("dotted");
             if !docs.contains(&format!("| `{full}` |")) {
                 missing.push(format!("docs/configuration.md lacks {full}"));
             }
             let env = format!(
                 "`PORTCULLIS_{}__{}`",
-                section.to_uppercase(),
+                section.to_uppercase().replace('.', "__"),
                 key.to_uppercase()
             );
             if !docs.contains(&env) {

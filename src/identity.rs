@@ -87,6 +87,8 @@ mod tests {
             created_at: 0,
             expires_at: 1,
             claims: Default::default(),
+            subject: String::new(),
+            sid: None,
         }
     }
 

@@ -167,6 +167,8 @@ mod tests {
             created_at: NOW - 10,
             expires_at,
             claims: Default::default(),
+            subject: String::new(),
+            sid: None,
         }
     }
 

@@ -118,7 +118,7 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
         }
     }
     let now = app.clock.now();
-    let session = app.sessions.load(input, now);
+    let session = app.sessions.load(input, now).await?;
     let (bearer, token) = bearer_fact(app, input, now).await?;
     let decision = decide::decide(input, session.as_ref(), &bearer, &app.policy, now);
     // The identity behind an allow: the verified token's (as a transient session carrying the
@@ -136,6 +136,8 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             created_at: now,
             expires_at: t.expires_at,
             claims: Default::default(),
+            subject: String::new(),
+            sid: None,
         }),
         _ => session,
     };

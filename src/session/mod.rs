@@ -2,6 +2,9 @@
 //! `/callback`. Stored in AES-GCM encrypted cookies (`cookie.rs`, `store.rs`).
 
 pub mod cookie;
+pub mod redis;
+pub mod server;
+pub mod sessions;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -9,6 +12,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use server::Target;
+pub use sessions::{Revoked, Sessions};
 pub use store::SessionCookies;
 
 /// A signed-in user. Lives encrypted in the session cookie; expiry is checked on the server.
@@ -29,6 +34,12 @@ pub struct Session {
     /// Claims that `require` rules look at (only those, to keep the cookie small).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, serde_json::Value>,
+    /// The ID token's `sub`: what revocation by subject and back-channel logout match.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+    /// The ID token's `sid` (the IdP's session), when it sent one: back-channel logout by sid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 impl Session {
@@ -45,6 +56,8 @@ impl Session {
             created_at: 0,
             expires_at: 0,
             claims: BTreeMap::new(),
+            subject: String::new(),
+            sid: None,
         }
     }
 
@@ -122,6 +135,8 @@ mod tests {
             created_at: 0,
             expires_at: 10,
             claims: Default::default(),
+            subject: String::new(),
+            sid: None,
         };
         let d = format!("{s:?}");
         assert!(!d.contains("SECRET"), "{d}");
@@ -140,6 +155,8 @@ mod tests {
             created_at: 100,
             expires_at: 200,
             claims: Default::default(),
+            subject: String::new(),
+            sid: None,
         };
         assert!(s.is_valid_at(100));
         assert!(s.is_valid_at(199));

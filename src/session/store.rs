@@ -54,26 +54,42 @@ impl SessionCookies {
     /// The valid session in this request, if any. Tampered, truncated, expired, wrong-key or
     /// oversized cookies all read as "no session".
     pub fn load(&self, input: &CheckInput, now: i64) -> Option<Session> {
-        let sealed = self.codec.join(&self.name, |n| input.cookie(n))?;
-        let session: Session = self.codec.open(&self.name, &sealed)?;
+        let session: Session = self.open_value(input)?;
         session.is_valid_at(now).then_some(session)
     }
 
     /// Set-Cookie lines that store `session`, expiring chunks the request had that the new value
     /// does not use.
     pub fn save(&self, session: &Session, input: &CheckInput) -> Result<Vec<String>, Error> {
+        let max_age = (session.expires_at - session.created_at).max(0);
+        self.save_value(session, max_age, input)
+    }
+
+    /// Whatever the session cookie holds (a session, or a server-side store's ticket), if it
+    /// opens.
+    pub fn open_value<T: serde::de::DeserializeOwned>(&self, input: &CheckInput) -> Option<T> {
+        let sealed = self.codec.join(&self.name, |n| input.cookie(n))?;
+        self.codec.open(&self.name, &sealed)
+    }
+
+    /// Set-Cookie lines that store `value` in the session cookie for `max_age` seconds.
+    pub fn save_value<T: serde::Serialize>(
+        &self,
+        value: &T,
+        max_age: i64,
+        input: &CheckInput,
+    ) -> Result<Vec<String>, Error> {
         let sealed = self
             .codec
-            .seal(&self.name, session)
+            .seal(&self.name, value)
             .map_err(|e| Error::Internal(format!("sealing session: {e}")))?;
         let parts = self
             .codec
             .split(&self.name, sealed)
             .map_err(|e| Error::Internal(format!("session too large for cookies: {e}")))?;
-        let max_age = (session.expires_at - session.created_at).max(0);
         let mut out: Vec<String> = parts
             .iter()
-            .map(|(n, v)| self.build(n, v, &self.path, self.same_site, max_age))
+            .map(|(n, v)| self.build(n, v, &self.path, self.same_site, max_age.max(0)))
             .collect();
         for stale in self.codec.all_names(&self.name) {
             if input.cookie(&stale).is_some() && !parts.iter().any(|(n, _)| *n == stale) {
@@ -276,6 +292,8 @@ mod tests {
             created_at: NOW,
             expires_at: NOW + 3600,
             claims: Default::default(),
+            subject: String::new(),
+            sid: None,
         }
     }
 

@@ -337,6 +337,8 @@ fn session_cookie(app: &App, user: &str, groups: &[&str]) -> String {
         created_at: now,
         expires_at: now + 3600,
         claims: Default::default(),
+        subject: String::new(),
+        sid: None,
     };
     let input = portcullis::authz::input::CheckInput::new(
         http::Method::GET,
@@ -346,6 +348,7 @@ fn session_cookie(app: &App, user: &str, groups: &[&str]) -> String {
         "mint".into(),
     );
     app.sessions
+        .cookies()
         .save(&s, &input)
         .unwrap()
         .iter()
