@@ -162,7 +162,9 @@ impl Redis {
                 Conn::Cluster(c) => c.req_packed_command(cmd).await,
             }
         })
-        .await;
+        .await
+        // A server's error reply (READONLY, WRONGTYPE, …) arrives as a value: make it an error.
+        .map(|r| r.and_then(Value::extract_error));
         let value: Value = match result {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
