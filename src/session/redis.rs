@@ -289,3 +289,60 @@ fn drops_connection(e: &RedisError) -> bool {
 
 /// Shared handle.
 pub type SharedRedis = Arc<Redis>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn cfg(topology: RedisTopology) -> RedisConfig {
+        RedisConfig {
+            topology,
+            password: Some(Secret::new("pw")),
+            ca_file: None,
+            timeout: Duration::from_millis(200),
+            key_prefix: "p:".into(),
+        }
+    }
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).expect("url")
+    }
+
+    #[test]
+    fn every_topology_builds_without_io() {
+        for t in [
+            RedisTopology::Standalone(url("redis://127.0.0.1:1/0")),
+            RedisTopology::Standalone(url("rediss://cache.internal:6380/1")),
+            RedisTopology::Sentinel {
+                urls: vec![url("redis://127.0.0.1:1"), url("redis://127.0.0.1:2")],
+                master: "mymaster".into(),
+            },
+            RedisTopology::Cluster(vec![url("redis://127.0.0.1:1")]),
+        ] {
+            let r = Redis::new(&cfg(t.clone())).unwrap_or_else(|e| panic!("{t:?}: {e}"));
+            assert_eq!(r.key("s:x"), "p:s:x");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_an_error() {
+        let mut c = cfg(RedisTopology::Standalone(url("rediss://h:6380")));
+        c.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(Redis::new(&c).is_err());
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_store_error_within_the_timeout() {
+        // Port 1 on loopback: connection refused at once.
+        let r = Redis::new(&cfg(RedisTopology::Standalone(url(
+            "redis://127.0.0.1:1/0",
+        ))))
+        .expect("client");
+        let started = std::time::Instant::now();
+        let err = r.ping().await.expect_err("nothing there");
+        assert!(matches!(err, Error::Store(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(r.try_lock("x", Duration::from_secs(1)).await.is_err());
+    }
+}

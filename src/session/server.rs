@@ -263,3 +263,60 @@ impl ServerSessions {
         Ok(set.is_some())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> Session {
+        Session {
+            id: id.into(),
+            user: "alice".into(),
+            email: "alice@example.com".into(),
+            preferred_username: "alice".into(),
+            groups: vec![],
+            id_token: Some("ID-TOKEN-SECRET".into()),
+            access_token: None,
+            created_at: 100,
+            expires_at: 200,
+            claims: Default::default(),
+            subject: "alice".into(),
+            sid: Some("s".into()),
+        }
+    }
+
+    #[test]
+    fn a_record_opens_only_with_its_ticket_and_under_its_id() {
+        let s = session("one");
+        let ticket = Ticket::new(&s);
+        let codec = ticket.codec().expect("key");
+        let sealed = codec.seal(&record_name("one"), &s).expect("seal");
+        assert!(!sealed.contains("alice") && !sealed.contains("ID-TOKEN"));
+        let opened: Option<Session> = codec.open(&record_name("one"), &sealed);
+        assert_eq!(opened, Some(s.clone()));
+        // Moved to another id, or opened with another session's key: nothing.
+        assert!(codec
+            .open::<Session>(&record_name("two"), &sealed)
+            .is_none());
+        let other = Ticket::new(&s).codec().expect("key");
+        assert!(other
+            .open::<Session>(&record_name("one"), &sealed)
+            .is_none());
+        // A ticket whose key is not a key opens nothing either.
+        let broken = Ticket {
+            key: "not-base64!".into(),
+            ..ticket
+        };
+        assert!(broken.codec().is_none());
+    }
+
+    #[test]
+    fn ticket_debug_hides_the_key_and_keys_hide_values() {
+        let t = Ticket::new(&session("one"));
+        let d = format!("{t:?}");
+        assert!(!d.contains(&t.key), "{d}");
+        assert_eq!(hashed("alice").len(), 43);
+        assert!(!hashed("alice").contains("alice"));
+        assert_ne!(hashed("alice"), hashed("alice "));
+    }
+}
