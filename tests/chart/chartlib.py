@@ -54,6 +54,12 @@ FULL = {
         "pages": {"templates_dir": "", "provider_name": "Example SSO",
                   "footer": "Example Corp — <b>internal</b>", "signed_in_page": False},
         "log": {"level": "portcullis=debug,info", "format": "json"},
+        # Files left empty: the binary check below reads named files, which the test has not.
+        "session": {"store": "redis", "redis": {
+            "url": "rediss://redis.example.com:6380/0", "sentinel_urls": [], "sentinel_master": "",
+            "cluster_urls": [], "password_file": "", "ca_file": "", "timeout": "500ms",
+            "key_prefix": "sso:"}},
+        "admin": {"token_file": ""},
     },
     "secrets": {"clientSecret": CLIENT_SECRET, "cookieSecret": COOKIE_SECRET,
                 "previousCookieSecrets": [OLD_COOKIE_SECRET]},
