@@ -19,8 +19,8 @@ mod session;
 
 pub use bearer::{BearerConfig, BearerIssuer, RawBearer, RawBearerIssuer, ALGORITHMS};
 pub use session::{
-    AdminConfig, RawAdmin, RawRedis, RawSession, RedisConfig, RedisTopology, SessionConfig,
-    StoreKind,
+    redacted_url, AdminConfig, RawAdmin, RawRedis, RawSession, RedisConfig, RedisTopology,
+    SessionConfig, StoreKind,
 };
 
 use crate::redirect::AllowedDomain;

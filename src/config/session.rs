@@ -27,8 +27,9 @@ pub struct SessionConfig {
     pub redis: Option<RedisConfig>,
 }
 
-/// How to reach Redis: exactly one of standalone, Sentinel or Cluster.
-#[derive(Debug, Clone)]
+/// How to reach Redis: exactly one of standalone, Sentinel or Cluster. `Debug` hides passwords
+/// (in `password_file`'s secret and in the URLs).
+#[derive(Clone)]
 pub struct RedisConfig {
     pub topology: RedisTopology,
     /// From `session.redis.password_file`; overrides a password in the URLs.
@@ -41,11 +42,58 @@ pub struct RedisConfig {
     pub key_prefix: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTopology {
     Standalone(Url),
     Sentinel { urls: Vec<Url>, master: String },
     Cluster(Vec<Url>),
+}
+
+/// A Redis URL for logs and errors: any password replaced by `***`.
+pub fn redacted_url(url: &Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+/// An unparsed value for an error message: whatever may carry credentials is not echoed.
+fn redacted_raw(s: &str) -> String {
+    if s.contains('@') {
+        "<value with credentials, not shown>".into()
+    } else {
+        format!("{s:?}")
+    }
+}
+
+impl std::fmt::Debug for RedisTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |u: &[Url]| u.iter().map(redacted_url).collect::<Vec<_>>();
+        match self {
+            RedisTopology::Standalone(u) => {
+                f.debug_tuple("Standalone").field(&redacted_url(u)).finish()
+            }
+            RedisTopology::Sentinel { urls, master } => f
+                .debug_struct("Sentinel")
+                .field("urls", &list(urls))
+                .field("master", master)
+                .finish(),
+            RedisTopology::Cluster(urls) => f.debug_tuple("Cluster").field(&list(urls)).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("topology", &self.topology)
+            .field("password", &self.password)
+            .field("ca_file", &self.ca_file)
+            .field("timeout", &self.timeout)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
 }
 
 /// The validated `[admin]` section.
@@ -132,13 +180,19 @@ fn redis_url(key: &str, s: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(s.trim()).map_err(|e| {
         ConfigError::new(
             key,
-            format!("expected redis://host:6379/0 or rediss://…, got {s:?} ({e})"),
+            format!(
+                "expected redis://host:6379/0 or rediss://…, got {} ({e})",
+                redacted_raw(s)
+            ),
         )
     })?;
     if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().unwrap_or("").is_empty() {
         return Err(ConfigError::new(
             key,
-            format!("expected a redis:// or rediss:// URL with a host, got {s:?}"),
+            format!(
+                "expected a redis:// or rediss:// URL with a host, got {}",
+                redacted_raw(s)
+            ),
         ));
     }
     Ok(url)
@@ -384,6 +438,20 @@ mod tests {
             let err = validate_session(r).expect_err(key);
             assert_eq!(err.key, key, "{err}");
         }
+    }
+
+    #[test]
+    fn redis_passwords_never_show() {
+        let c = validate_session(raw(|r| {
+            r.store = "redis".into();
+            r.redis.url = "redis://user:hunter2@cache:6379/0".into();
+        }))
+        .expect("valid");
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2") && d.contains("***"), "{d}");
+        let err = validate_session(raw(|r| r.redis.url = "http://u:hunter2@x".into()))
+            .expect_err("bad scheme");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

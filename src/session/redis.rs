@@ -72,7 +72,7 @@ impl Redis {
         let password = cfg.password.as_ref().map(|p| p.expose().to_string());
         let info = |url: &url::Url| -> Result<redis::ConnectionInfo, String> {
             let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
-                .map_err(|e| format!("{url}: {e}"))?;
+                .map_err(|e| format!("{}: {e}", crate::config::redacted_url(url)))?;
             Ok(match &password {
                 Some(p) => {
                     let r = info.redis_settings().clone().set_password(p);
