@@ -326,6 +326,7 @@ class Stack:
                     template=self.envoy_template or GRPC_TEMPLATE,
                     authz_authority=provider["service"],
                     authz_timeout=provider.get("timeout", "600s"),
+                    more_authz_ports=[p.grpc_port for p in self.replicas[1:]],
                 )
             else:
                 self.envoy = Envoy(

@@ -34,9 +34,11 @@ token = "{ADMIN_TOKEN}"
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["http", "grpc"])
 def rstack(work_dir, request):
-    s = Stack(work_dir / "sessions-redis", replicas=2, redis=True, portcullis_toml=TOML)
+    """Envoy's ext_authz in HTTP mode, then in gRPC mode (Redis down → UNAVAILABLE there)."""
+    s = Stack(work_dir / f"sessions-redis-{request.param}", mode=request.param, replicas=2,
+              redis=True, portcullis_toml=TOML)
     s.start()
     yield s
     s.stop()
