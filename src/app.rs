@@ -18,11 +18,12 @@ use crate::clock::Clock;
 use crate::config::{Config, Sources};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::oidc::backchannel::LogoutKeys;
 use crate::oidc::refresh::Refresher;
 use crate::oidc::Oidc;
 use crate::pages::{Branding, ErrorPage, Pages};
 use crate::redirect::{self, ReturnTo};
-use crate::session::SessionCookies;
+use crate::session::Sessions;
 use crate::telemetry::LogUsers;
 use crate::token::Bearers;
 
@@ -30,7 +31,7 @@ use crate::token::Bearers;
 pub struct App {
     pub config: Config,
     pub clock: Clock,
-    pub sessions: SessionCookies,
+    pub sessions: Sessions,
     pub oidc: Arc<Oidc>,
     pub pages: Pages,
     pub policy: Policy,
@@ -42,6 +43,9 @@ pub struct App {
     /// Single flight of token refreshes. A cross-replica lock plugs in here
     /// (`Refresher::new(wait, Some(lock))`) once sessions live in a shared store.
     pub refresher: Refresher,
+    /// The login issuer's keys for back-channel logout tokens; `None` without Redis (there is
+    /// nothing to revoke server-side then).
+    pub logout_keys: Option<LogoutKeys>,
 }
 
 impl App {
@@ -60,19 +64,33 @@ impl App {
         } else {
             None
         };
-        let sessions = SessionCookies::new(&config.cookie, &config.server.proxy_prefix);
+        let sessions = Sessions::new(&config, clock.clone())
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("session.redis")?;
         let mut metrics = Metrics::new();
-        metrics.register_sessions("cookie", sessions.stats.clone());
+        // The cookie layer's counters: the whole store with cookie sessions, the ticket cookie
+        // in front of the Redis records otherwise.
+        metrics.register_sessions("cookie", sessions.cookies().stats.clone());
         if let Some(b) = &bearers {
             metrics.register_bearer(b.stats.clone());
         }
         let metrics = Arc::new(metrics);
         let oidc = Arc::new(Oidc::new(config.oidc.clone(), metrics.clone())?);
+        let logout_keys = if sessions.can_revoke() {
+            Some(LogoutKeys::new(
+                &config.oidc.issuer_url,
+                &config.oidc.client_id,
+                config.oidc.http_timeout,
+            )?)
+        } else {
+            None
+        };
         // A refresh is a token call and maybe a userinfo call, each bounded by http_timeout.
         let refresher = Refresher::new(config.oidc.http_timeout * 2 + Duration::from_secs(1), None);
         Ok(Self {
             log_users: LogUsers::new(config.log.include_user, &config.cookie.key),
             refresher,
+            logout_keys,
             sessions,
             policy: Policy::new(&config.authz)
                 .with_bearer_fallback(config.bearer.fallback_to_cookie),

@@ -70,6 +70,21 @@ pub const SAME: &[(&str, &str)] = &[
     ("custom_templates_dir", "pages.templates_dir"),
     ("provider_display_name", "pages.provider_name"),
     ("footer", "pages.footer"),
+    ("session_store_type", "session.store"),
+    ("redis_connection_url", "session.redis.url"),
+    (
+        "redis_sentinel_master_name",
+        "session.redis.sentinel_master",
+    ),
+    (
+        "redis_sentinel_connection_urls",
+        "session.redis.sentinel_urls",
+    ),
+    (
+        "redis_cluster_connection_urls",
+        "session.redis.cluster_urls",
+    ),
+    ("redis_ca_path", "session.redis.ca_file"),
 ];
 
 /// The file-only cases beside [`SAME`]: in a file, `cookie_domains` is a list (the first
@@ -247,6 +262,27 @@ fn translate_special(option: &str, v: &Value, out: &mut Translated) -> Result<()
                 ignored(out, "portcullis always uses PKCE with S256");
             }
         }
+        "session_store_type" => {
+            let s = v.as_str().unwrap_or_default();
+            if !s.is_empty() {
+                out.sets
+                    .push(("session.store".into(), Value::String(s.to_string())));
+            }
+        }
+        // Which of url / sentinel / cluster URLs is set says the same.
+        "redis_use_sentinel" | "redis_use_cluster" | "redis_connection_idle_timeout" => {}
+        "redis_password" | "redis_sentinel_password" if !is_empty(v) => {
+            return Err(err(
+                option,
+                "put the Redis password in a file and set session.redis.password_file (or in the URL)",
+            ));
+        }
+        "redis_insecure_skip_tls_verify" if v.as_bool() == Some(true) => {
+            return Err(err(
+                option,
+                "not supported: portcullis verifies Redis's certificate (session.redis.ca_file for a private CA)",
+            ));
+        }
         "ssl_insecure_skip_verify" | "skip_oidc_discovery" if v.as_bool() == Some(true) => {
             return Err(err(
                 option,
@@ -418,6 +454,21 @@ cookie_expire = "168h0m0s"
         ("custom_templates_dir", "pages.templates_dir"),
         ("provider_display_name", "pages.provider_name"),
         ("footer", "pages.footer"),
+        ("session_store_type", "session.store"),
+        ("redis_connection_url", "session.redis.url"),
+        (
+            "redis_sentinel_master_name",
+            "session.redis.sentinel_master",
+        ),
+        (
+            "redis_sentinel_connection_urls",
+            "session.redis.sentinel_urls",
+        ),
+        (
+            "redis_cluster_connection_urls",
+            "session.redis.cluster_urls",
+        ),
+        ("redis_ca_path", "session.redis.ca_file"),
     ];
 
     #[test]
@@ -515,6 +566,34 @@ cookie_expire = "168h0m0s"
         assert!(w[0].starts_with("environment variable OAUTH2_PROXY_REVERSE_PROXY is ignored"));
         assert!(w[1].contains("config file only"));
         assert!(w[2].contains("OAUTH2_PROXY_BANNER"));
+    }
+
+    #[test]
+    fn redis_session_options_translate() {
+        let t = translate(
+            "session_store_type = \"redis\"\nredis_use_sentinel = true\n\
+             redis_sentinel_master_name = \"mymaster\"\n\
+             redis_sentinel_connection_urls = [\"redis://s1:26379\", \"redis://s2:26379\"]\n\
+             redis_ca_path = \"/etc/ca.pem\"\n",
+        )
+        .expect("translates");
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+        assert_eq!(get(&t, "session.store"), Some(&Value::from("redis")));
+        assert_eq!(
+            get(&t, "session.redis.sentinel_master"),
+            Some(&Value::from("mymaster"))
+        );
+        assert_eq!(
+            get(&t, "session.redis.sentinel_urls"),
+            Some(&serde_json::json!(["redis://s1:26379", "redis://s2:26379"]))
+        );
+        assert_eq!(
+            get(&t, "session.redis.ca_file"),
+            Some(&Value::from("/etc/ca.pem"))
+        );
+        let e = translate("redis_password = \"pw\"\n").expect_err("inline password");
+        assert_eq!(e.option, "redis_password");
+        assert!(!e.message.contains("pw\""));
     }
 
     #[test]

@@ -16,9 +16,14 @@ use url::Url;
 
 mod bearer;
 mod observability;
+mod session;
 
 pub use bearer::{BearerConfig, BearerIssuer, RawBearer, RawBearerIssuer, ALGORITHMS};
 pub use observability::{LogConfig, RawLog, RawTracing, TracingConfig, OTLP_BUILT_IN};
+pub use session::{
+    redacted_url, AdminConfig, RawAdmin, RawRedis, RawSession, RedisConfig, RedisTopology,
+    SessionConfig, StoreKind,
+};
 
 use crate::redirect::AllowedDomain;
 use crate::session::cookie::CookieKey;
@@ -76,6 +81,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     pub bearer: BearerConfig,
     pub forward: ForwardConfig,
+    pub session: SessionConfig,
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +242,8 @@ pub struct RawConfig {
     pub tracing: RawTracing,
     pub compat: RawCompat,
     pub bearer: RawBearer,
+    pub session: RawSession,
+    pub admin: RawAdmin,
     pub forward: RawForward,
 }
 
@@ -589,6 +598,8 @@ impl Config {
         };
         let bearer = bearer::validate_bearer(raw.bearer, Some(login_issuer))?;
         let cookie = validate_cookie(raw.cookie)?;
+        let session = session::validate_session(raw.session)?;
+        let admin = session::validate_admin(raw.admin)?;
         let istio_sample = raw.compat.istio_sample;
         let istio_sample_allow_service_account = raw.compat.istio_sample_allow_service_account;
         let mut raw_authz = raw.authz;
@@ -628,6 +639,8 @@ impl Config {
             warnings,
             bearer,
             forward,
+            session,
+            admin,
         })
     }
 }
@@ -886,7 +899,7 @@ fn validate_forward(raw: RawForward) -> Result<ForwardConfig, ConfigError> {
 }
 
 /// Read a secret given inline or as a file; exactly one must be set when `required`.
-fn read_secret(
+pub(crate) fn read_secret(
     key: &str,
     inline: &str,
     file_key: &str,
@@ -1374,14 +1387,22 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
-    /// Every key of the configuration struct, as `section.key`.
+    /// Every key of the configuration struct, as `section.key` (or `section.sub.key` for a
+    /// nested table such as `session.redis`).
     fn all_keys() -> Vec<String> {
+        fn walk(prefix: &str, v: &serde_json::Value, keys: &mut Vec<String>) {
+            for (k, v) in v.as_object().expect("object") {
+                let full = format!("{prefix}.{k}");
+                match v.as_object() {
+                    Some(o) if !o.is_empty() => walk(&full, v, keys),
+                    _ => keys.push(full),
+                }
+            }
+        }
         let v = serde_json::to_value(RawConfig::default()).expect("serializes");
         let mut keys = Vec::new();
         for (section, fields) in v.as_object().expect("object") {
-            for key in fields.as_object().expect("section object").keys() {
-                keys.push(format!("{section}.{key}"));
-            }
+            walk(section, fields, &mut keys);
         }
         keys
     }
@@ -1396,13 +1417,13 @@ mod tests {
         assert!(keys.len() > 30, "{keys:?}");
         let mut missing = Vec::new();
         for full in &keys {
-            let (section, key) = full.split_once('.').expect("dotted");
+            let (section, key) = full.rsplit_once('.').expect("dotted");
             if !docs.contains(&format!("| `{full}` |")) {
                 missing.push(format!("docs/configuration.md lacks {full}"));
             }
             let env = format!(
                 "`PORTCULLIS_{}__{}`",
-                section.to_uppercase(),
+                section.to_uppercase().replace('.', "__"),
                 key.to_uppercase()
             );
             if !docs.contains(&env) {

@@ -14,6 +14,9 @@ pub enum Error {
     /// an unreadable answer.
     #[error("identity provider failed: {0}")]
     Idp(String),
+    /// The session store (Redis) failed or did not answer in time.
+    #[error("session store unavailable: {0}")]
+    Store(String),
     /// A bug or an impossible state; never caused by the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -25,6 +28,7 @@ impl Error {
         match self {
             Error::ProviderNotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Idp(_) => StatusCode::BAD_GATEWAY,
+            Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -34,6 +38,7 @@ impl Error {
         match self {
             Error::ProviderNotReady(_) => "provider_not_ready",
             Error::Idp(_) => "idp",
+            Error::Store(_) => "store",
             Error::Internal(_) => "internal",
         }
     }
@@ -42,7 +47,7 @@ impl Error {
     /// `status_on_error` applies exactly as for the HTTP adapter's 5xx.
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
-            Error::ProviderNotReady(_) | Error::Idp(_) | Error::Internal(_) => {
+            Error::ProviderNotReady(_) | Error::Idp(_) | Error::Store(_) | Error::Internal(_) => {
                 tonic::Code::Unavailable
             }
         }
@@ -53,6 +58,7 @@ impl Error {
         match self {
             Error::ProviderNotReady(_) => "Sign-in is temporarily unavailable",
             Error::Idp(_) => "The identity provider did not answer as expected",
+            Error::Store(_) => "Sessions are temporarily unavailable",
             Error::Internal(_) => "Something went wrong",
         }
     }
@@ -67,6 +73,7 @@ mod tests {
         for e in [
             Error::ProviderNotReady("x".into()),
             Error::Idp("x".into()),
+            Error::Store("x".into()),
             Error::Internal("x".into()),
         ] {
             assert!(e.status().is_server_error(), "{e} must be 5xx");

@@ -95,6 +95,8 @@ mod tests {
             created_at: 0,
             expires_at: 1,
             claims: Default::default(),
+            subject: String::new(),
+            sid: None,
             refresh_token: None,
             tokens_expire_at: None,
             refreshed_at: 0,

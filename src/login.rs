@@ -26,6 +26,9 @@ pub enum Route {
     SignOut,
     SignedOut,
     UserInfo,
+    /// OIDC Back-Channel Logout: the IdP POSTs straight to portcullis (`http::backchannel`);
+    /// through a check the body is not available.
+    BackchannelLogout,
     /// Under the prefix but not a route we have.
     Unknown,
 }
@@ -40,6 +43,7 @@ impl Route {
             Route::SignOut => "sign_out",
             Route::SignedOut => "signed_out",
             Route::UserInfo => "userinfo",
+            Route::BackchannelLogout => "backchannel_logout",
             Route::Unknown => "unknown",
         }
     }
@@ -58,6 +62,7 @@ pub fn route(prefix: &str, path: &str) -> Option<Route> {
         "/sign_out" => Route::SignOut,
         "/signed_out" => Route::SignedOut,
         "/userinfo" => Route::UserInfo,
+        "/backchannel_logout" => Route::BackchannelLogout,
         _ => Route::Unknown,
     })
 }
@@ -73,13 +78,15 @@ pub async fn handle(app: &App, route: Route, input: &CheckInput) -> Result<Outco
             oidc::start::start(app, input, &return_to, force_login)?
         }
         Route::Callback => oidc::callback::callback(app, input).await?,
-        Route::SignOut => oidc::logout::sign_out(app, input),
+        Route::SignOut => oidc::logout::sign_out(app, input).await?,
         Route::SignIn => {
             let return_to = app.return_to(input.query_param("rd").as_deref());
             sign_in_page(app, input, &return_to)
         }
         Route::SignedOut => signed_out(app, input),
         Route::UserInfo => return userinfo(app, input).await,
+        // Reached through a gateway's check (no body) or with a method other than POST.
+        Route::BackchannelLogout => oidc::backchannel::logout(app, None).await?.into_reply(),
         Route::Unknown => app.error_page(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -119,7 +126,7 @@ fn signed_out(app: &App, input: &CheckInput) -> Reply {
 /// is refreshed (or ended) as for any check.
 async fn userinfo(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     let now = app.clock.now();
-    let loaded = app.sessions.load(input, now);
+    let loaded = app.sessions.load(input, now).await?;
     let (session, cookies) = crate::oidc::refresh::refresh(app, input, loaded, now).await?;
     Ok(match session {
         Some(s) => Outcome::Allow(Allow {
@@ -189,6 +196,7 @@ mod tests {
             ("/oauth2/sign_out", Some(Route::SignOut)),
             ("/oauth2/signed_out", Some(Route::SignedOut)),
             ("/oauth2/userinfo", Some(Route::UserInfo)),
+            ("/oauth2/backchannel_logout", Some(Route::BackchannelLogout)),
             ("/oauth2", Some(Route::Unknown)),
             ("/oauth2/", Some(Route::Unknown)),
             ("/oauth2/nope", Some(Route::Unknown)),

@@ -174,6 +174,8 @@ mod tests {
             created_at: NOW - 10,
             expires_at,
             claims: Default::default(),
+            subject: String::new(),
+            sid: None,
             refresh_token: None,
             tokens_expire_at: None,
             refreshed_at: 0,

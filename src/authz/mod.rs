@@ -126,7 +126,7 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
         }
     }
     let now = app.clock.now();
-    let session = app.sessions.load(input, now);
+    let session = app.sessions.load(input, now).await?;
     let (bearer, token) = bearer_fact(app, input, now).await?;
     // Refresh a session only when it will be used: not behind a verified (or refused) bearer
     // token. `session_cookies` carry the refreshed session, or clear an ended one.
@@ -153,6 +153,8 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             created_at: now,
             expires_at: t.expires_at,
             claims: Default::default(),
+            subject: String::new(),
+            sid: None,
             refresh_token: None,
             tokens_expire_at: None,
             refreshed_at: 0,

@@ -2,6 +2,7 @@
 //! login routes) and the admin listener.
 
 pub mod admin;
+pub mod backchannel;
 pub mod ext_authz;
 pub mod forward;
 pub mod serve;
@@ -13,9 +14,15 @@ use crate::app::App;
 /// The check listener: every method and path is a check (our own routes are recognised by the
 /// core, not by the router), so routing can never answer 404/405 for a gateway's request.
 /// `<proxy_prefix>/auth` and `<proxy_prefix>/forward` (every path with `forward.catch_all`) are
-/// forward-auth checks; everything else is Envoy's HTTP ext_authz.
+/// forward-auth checks; everything else is Envoy's HTTP ext_authz. The one exception is the
+/// IdP's back-channel logout POST, whose form body the check path never reads; other methods on
+/// that path are checks too.
 pub fn check_router(app: Arc<App>) -> axum::Router {
-    axum::Router::new().fallback(dispatch).with_state(app)
+    let backchannel = format!("{}/backchannel_logout", app.config.server.proxy_prefix);
+    axum::Router::new()
+        .route(&backchannel, axum::routing::any(backchannel::handle))
+        .fallback(dispatch)
+        .with_state(app)
 }
 
 async fn dispatch(

@@ -167,6 +167,14 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
             .iter()
             .filter_map(|n| claims_view.json(n).map(|v| (n.clone(), v)))
             .collect(),
+        subject: claims.subject().as_str().to_string(),
+        sid: claims
+            .additional_claims()
+            .0
+            .get("sid")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         refresh_token: token
             .refresh_token()
             .filter(|_| app.config.cookie.store_refresh_token)
@@ -178,7 +186,7 @@ async fn finish(app: &App, input: &CheckInput) -> Result<Reply, Error> {
         ),
         refreshed_at: 0,
     };
-    let mut cookies = app.sessions.save(&session, input)?;
+    let mut cookies = app.sessions.save(&session, input).await?;
     cookies.extend(clear_pending.iter().cloned());
     tracing::info!(request_id = %input.request_id, session_id = %session.id, user = %app.log_users.show(&session.user), "signed in");
     Ok(Reply::redirect(&pending.return_to, cookies))

@@ -1,16 +1,26 @@
-//! Sign out: expire every session cookie and, when the IdP offers an `end_session_endpoint`,
+//! Sign out: end the session server-side (Redis store: its record is deleted; cookie store with
+//! Redis: it is deny-listed), expire every session cookie and, when the IdP offers an `end_session_endpoint`,
 //! continue with RP-initiated logout (`id_token_hint`, `post_logout_redirect_uri`). Without a
 //! (valid) `rd` the browser lands on `<prefix>/signed_out`, the "you're signed out" page.
 
 use crate::app::App;
 use crate::authz::decision::Reply;
 use crate::authz::input::CheckInput;
+use crate::error::Error;
 use crate::redirect::{self, ReturnTo};
+use crate::session::Target;
 
 /// 302 to the validated `rd` (or the signed-out page), through the IdP's logout when it has one.
-pub fn sign_out(app: &App, input: &CheckInput) -> Reply {
+/// `Err` (503) when the session could not be ended server-side: the cookie is then kept, so the
+/// user sees the failure and can retry instead of believing they are signed out.
+pub async fn sign_out(app: &App, input: &CheckInput) -> Result<Reply, Error> {
     let now = app.clock.now();
-    let session = app.sessions.load(input, now);
+    let session = app.sessions.load(input, now).await?;
+    if let Some(s) = &session {
+        app.sessions
+            .revoke(&Target::SessionId(s.id.clone()))
+            .await?;
+    }
     let cookies = app.sessions.clear(input);
     let prefix = &app.config.server.proxy_prefix;
     let return_to = input
@@ -36,5 +46,5 @@ pub fn sign_out(app: &App, input: &CheckInput) -> Reply {
     if let Some(s) = &session {
         tracing::info!(request_id = %input.request_id, session_id = %s.id, user = %app.log_users.show(&s.user), "signed out");
     }
-    Reply::redirect(&location, cookies)
+    Ok(Reply::redirect(&location, cookies))
 }

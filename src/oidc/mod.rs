@@ -3,6 +3,7 @@
 //! IdP outage at start-up makes `/readyz` fail (and checks answer 503) instead of the process
 //! exiting.
 
+pub mod backchannel;
 pub mod callback;
 pub mod logout;
 pub mod refresh;

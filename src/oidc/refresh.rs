@@ -127,7 +127,7 @@ pub async fn refresh(
                 tracing::info!(request_id = %input.request_id, session_id = %fresh.id, "session refreshed");
             }
             let fresh = Session::clone(&fresh);
-            let cookies = app.sessions.save_at(&fresh, input, now)?;
+            let cookies = app.sessions.save(&fresh, input).await?;
             return Ok((Some(fresh), cookies));
         }
         Some((Flight::Ended(why), role)) => {

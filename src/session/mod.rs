@@ -2,6 +2,9 @@
 //! `/callback`. Stored in AES-GCM encrypted cookies (`cookie.rs`, `store.rs`).
 
 pub mod cookie;
+pub mod redis;
+pub mod server;
+pub mod sessions;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -9,6 +12,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use server::Target;
+pub use sessions::{Revoked, Sessions};
 pub use store::SessionCookies;
 
 /// A signed-in user. Lives encrypted in the session cookie; expiry is checked on the server.
@@ -31,6 +36,12 @@ pub struct Session {
     /// Claims that `require` rules look at (only those, to keep the cookie small).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, serde_json::Value>,
+    /// The ID token's `sub`: what revocation by subject and back-channel logout match.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+    /// The ID token's `sid` (the IdP's session), when it sent one: back-channel logout by sid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// The OAuth refresh token, when the IdP gave one (and `cookie.store_refresh_token`).
     /// Short field names: every byte is paid in the cookie.
     #[serde(default, rename = "rt", skip_serializing_if = "Option::is_none")]
@@ -62,6 +73,8 @@ impl Session {
             created_at: 0,
             expires_at: 0,
             claims: BTreeMap::new(),
+            subject: String::new(),
+            sid: None,
             refresh_token: None,
             tokens_expire_at: None,
             refreshed_at: 0,
@@ -160,6 +173,8 @@ mod tests {
             refresh_token: Some("REFRESH-SECRET".into()),
             tokens_expire_at: Some(5),
             refreshed_at: 0,
+            subject: String::new(),
+            sid: None,
         };
         let d = format!("{s:?}");
         assert!(!d.contains("SECRET"), "{d}");

@@ -58,14 +58,14 @@ impl SessionCookies {
     /// oversized cookies all read as "no session".
     pub fn load(&self, input: &CheckInput, now: i64) -> Option<Session> {
         let s = &self.stats;
-        let Some(sealed) = self.codec.join(&self.name, |n| input.cookie(n)) else {
+        if self.codec.join(&self.name, |n| input.cookie(n)).is_none() {
             // A cookie (or first chunk) that does not join reads as invalid, none as absent.
             let any = input.cookie(&self.name).is_some()
                 || input.cookie(&format!("{}_0", self.name)).is_some();
             StoreStats::inc(if any { &s.load_invalid } else { &s.load_absent });
             return None;
-        };
-        let Some(session) = self.codec.open::<Session>(&self.name, &sealed) else {
+        }
+        let Some(session) = self.open_value::<Session>(input) else {
             StoreStats::inc(&s.load_invalid);
             return None;
         };
@@ -92,7 +92,7 @@ impl SessionCookies {
         input: &CheckInput,
         now: i64,
     ) -> Result<Vec<String>, Error> {
-        let saved = self.save_inner(session, input, now);
+        let saved = self.save_value(session, session.expires_at - now, input);
         StoreStats::inc(if saved.is_ok() {
             &self.stats.save_ok
         } else {
@@ -101,24 +101,31 @@ impl SessionCookies {
         saved
     }
 
-    fn save_inner(
+    /// Whatever the session cookie holds (a session, or a server-side store's ticket), if it
+    /// opens.
+    pub fn open_value<T: serde::de::DeserializeOwned>(&self, input: &CheckInput) -> Option<T> {
+        let sealed = self.codec.join(&self.name, |n| input.cookie(n))?;
+        self.codec.open(&self.name, &sealed)
+    }
+
+    /// Set-Cookie lines that store `value` in the session cookie for `max_age` seconds.
+    pub fn save_value<T: serde::Serialize>(
         &self,
-        session: &Session,
+        value: &T,
+        max_age: i64,
         input: &CheckInput,
-        now: i64,
     ) -> Result<Vec<String>, Error> {
         let sealed = self
             .codec
-            .seal(&self.name, session)
+            .seal(&self.name, value)
             .map_err(|e| Error::Internal(format!("sealing session: {e}")))?;
         let parts = self
             .codec
             .split(&self.name, sealed)
             .map_err(|e| Error::Internal(format!("session too large for cookies: {e}")))?;
-        let max_age = (session.expires_at - now).max(0);
         let mut out: Vec<String> = parts
             .iter()
-            .map(|(n, v)| self.build(n, v, &self.path, self.same_site, max_age))
+            .map(|(n, v)| self.build(n, v, &self.path, self.same_site, max_age.max(0)))
             .collect();
         for stale in self.codec.all_names(&self.name) {
             if input.cookie(&stale).is_some() && !parts.iter().any(|(n, _)| *n == stale) {
@@ -358,6 +365,8 @@ mod tests {
             refresh_token: None,
             tokens_expire_at: None,
             refreshed_at: 0,
+            subject: String::new(),
+            sid: None,
         }
     }
 

@@ -245,6 +245,19 @@ pub fn verify(
     now: i64,
     leeway: i64,
 ) -> Result<VerifiedToken, BearerError> {
+    let claims = verify_signature(token, issuer, keys, &["exp", "iss", "aud"])?;
+    identity(claims, issuer, now, leeway)
+}
+
+/// The shape, header, key, signature, `iss` and `aud` checks of [`verify`], with `required`
+/// claims present; returns the claims for the caller's own time and content checks (bearer
+/// tokens above, back-channel logout tokens in `oidc::backchannel`).
+pub fn verify_signature(
+    token: &str,
+    issuer: &BearerIssuer,
+    keys: &KeySet,
+    required: &[&str],
+) -> Result<Map<String, Value>, BearerError> {
     match shape(token) {
         Shape::Jws => {}
         Shape::Opaque => return Err(BearerError::Malformed),
@@ -285,7 +298,7 @@ pub fn verify(
     let mut validation = Validation::new(alg);
     validation.set_issuer(&[issuer.issuer.as_str()]);
     validation.set_audience(&issuer.audiences);
-    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation.set_required_spec_claims(required);
     // Time is checked below against the caller's clock, not jsonwebtoken's.
     validation.validate_exp = false;
     validation.validate_nbf = false;
@@ -296,7 +309,7 @@ pub fn verify(
             continue;
         }
         match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
-            Ok(data) => return identity(data.claims, issuer, now, leeway),
+            Ok(data) => return Ok(data.claims),
             Err(e) => last = map_error(e.kind()),
         }
     }

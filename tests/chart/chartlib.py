@@ -84,6 +84,12 @@ FULL = {
                                 "audiences": ["api://portcullis", "partner"],
                                 "algorithms": ["RS256", "ES256"], "user_claim": "sub",
                                 "email_claim": "mail", "groups_claim": "roles"}]},
+        # Files left empty: the binary check below reads named files, which the test has not.
+        "session": {"store": "redis", "redis": {
+            "url": "rediss://redis.example.com:6380/0", "sentinel_urls": [], "sentinel_master": "",
+            "cluster_urls": [], "password_file": "", "ca_file": "", "timeout": "500ms",
+            "key_prefix": "sso:"}},
+        "admin": {"token_file": ""},
     },
     "secrets": {"clientSecret": CLIENT_SECRET, "cookieSecret": COOKIE_SECRET,
                 "previousCookieSecrets": [OLD_COOKIE_SECRET]},

@@ -79,24 +79,36 @@ class Envoy:
         authz_timeout: str = "10s",
         template: Path = HTTP_TEMPLATE,
         authz_authority: str = "portcullis",
+        more_authz_ports: list[int] | None = None,
     ):
         self.work_dir = Path(work_dir)
         self.name = name
         self.listen_port = listen_port or free_port()
         self.admin_port = free_port()
         self.config_path = self.work_dir / f"{name}.yaml"
-        self.config_path.write_text(
-            render_bootstrap(
-                template,
-                ADMIN_PORT=self.admin_port,
-                LISTEN_PORT=self.listen_port,
-                UPSTREAM_PORT=upstream_port,
-                AUTHZ_PORT=authz_port,
-                PATH_PREFIX=path_prefix,
-                AUTHZ_TIMEOUT=authz_timeout,
-                AUTHZ_AUTHORITY=authz_authority,
-            )
+        bootstrap = render_bootstrap(
+            template,
+            ADMIN_PORT=self.admin_port,
+            LISTEN_PORT=self.listen_port,
+            UPSTREAM_PORT=upstream_port,
+            AUTHZ_PORT=authz_port,
+            PATH_PREFIX=path_prefix,
+            AUTHZ_TIMEOUT=authz_timeout,
+            AUTHZ_AUTHORITY=authz_authority,
         )
+        if more_authz_ports:
+            # More endpoints in the ext_authz cluster (replicas; Envoy's default round robin).
+            one = f"socket_address: {{address: 127.0.0.1, port_value: {authz_port}}}"
+            line = next(l for l in bootstrap.splitlines() if l.strip().endswith(one))
+            indent = line[: len(line) - len(line.lstrip())]
+            endpoint = "\n".join([
+                indent[:-6] + "- endpoint:",
+                indent[:-2] + "address:",
+                indent + "socket_address: {address: 127.0.0.1, port_value: %d}",
+            ])
+            extra = "".join("\n" + endpoint % p for p in more_authz_ports)
+            bootstrap = bootstrap.replace(line, line + extra, 1)
+        self.config_path.write_text(bootstrap)
         self.service = Service(
             name,
             [

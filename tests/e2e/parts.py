@@ -3,8 +3,9 @@
     client --> Envoy (ext_authz, HTTP mode, Istio-style) --> echo upstream
                  |
                  +--> portcullis (check + login routes) --> OpenID Provider (oidc-provider)
+                      [× replicas, round robin]   +--> redis-server (optional)
 
-`Stack` starts all four on free loopback ports and stops them by PID.
+`Stack` starts them on free loopback ports and stops them by PID.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Optional
@@ -21,7 +23,7 @@ from typing import Optional
 import requests
 
 from envoy_gateway import GRPC_TEMPLATE, Envoy, istio_provider
-from harness import E2E_DIR, REPO_DIR, Service, free_port, http_ok
+from harness import E2E_DIR, REPO_DIR, Service, free_port, http_ok, tcp_open
 
 CLIENT_ID = "portcullis-e2e"
 
@@ -47,6 +49,44 @@ class Echo:
     def stop(self) -> None:
         self.service.stop()
         self.service.forget()
+
+
+class Redis:
+    """Debian's redis-server on a free loopback port, its data in the work dir. A stop (SIGTERM)
+    saves the data and a later start() loads it, like a restarted production Redis."""
+
+    def __init__(self, work_dir: Path, name: str = "redis"):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is missing: run scripts/install-test-deps.sh")
+        self.port = free_port()
+        data = Path(work_dir) / f"{name}-data"
+        data.mkdir(parents=True, exist_ok=True)
+        self.service = Service(
+            name,
+            [binary, "--port", self.port, "--bind", "127.0.0.1", "--dir", data,
+             "--save", "3600 1", "--appendonly", "no", "--protected-mode", "no"],
+            work_dir,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def ping(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    def start(self) -> "Redis":
+        self.service.start()
+        self.service.wait_ready(tcp_open(self.port), timeout=10, what="listening")
+        self.service.wait_ready(self.ping, timeout=10, what="PING")
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM: redis saves its data and exits. start() again brings it back."""
+        self.service.stop()
 
 
 class IdP:
@@ -114,10 +154,10 @@ class Portcullis:
                 f"portcullis binary not found at {binary}: build it first (cargo build) "
                 "or set PORTCULLIS_BIN"
             )
-        # A replacement for a stopped instance may take over its port and cookie secret.
         self.http_port = http_port or free_port()
         self.grpc_port = free_port()
         self.admin_port = free_port()
+        # Replicas share one secret: a cookie made by one opens on every other.
         self.cookie_secret = cookie_secret or base64.b64encode(secrets.token_bytes(32)).decode()
         self.config_path = Path(work_dir) / f"{name}.toml"
         self.config_path.write_text(
@@ -200,7 +240,8 @@ class Stack:
                  portcullis_sets: tuple[str, ...] = (), portcullis_toml: str = "",
                  envoy_template: Optional[Path] = None, extra_clients: Optional[list] = None,
                  idp_env: Optional[dict] = None, authz_toml: str = "",
-                 portcullis_oauth2_proxy_cfg: str = "", portcullis_env: Optional[dict] = None):
+                 portcullis_oauth2_proxy_cfg: str = "", portcullis_env: Optional[dict] = None,
+                 replicas: int = 1, redis: bool = False):
         if mode not in ("http", "grpc"):
             raise ValueError(f"mode must be http or grpc, not {mode!r}")
         self.mode = mode
@@ -225,6 +266,14 @@ class Stack:
         self._started: list = []
         self.extra_clients = extra_clients or []
         self.idp_env = idp_env or {}
+        # `replicas` portcullis processes behind Envoy's one cluster (round robin), sharing the
+        # cookie secret; with `redis`, a redis-server and "{redis_url}" in `portcullis_toml`.
+        self.replica_count = replicas
+        self.replicas: list[Portcullis] = []
+        self.with_redis = redis
+        self.redis: Optional[Redis] = None
+        # Known before the IdP starts, so its client can name the back-channel logout URI.
+        self.portcullis_http_port = free_port()
 
     @property
     def url(self) -> str:
@@ -235,8 +284,20 @@ class Stack:
     def callback_url(self) -> str:
         return f"{self.url}/oauth2/callback"
 
+    @property
+    def backchannel_logout_uri(self) -> str:
+        """Replica A directly: the IdP calls it server to server, not through the gateway."""
+        return f"http://127.0.0.1:{self.portcullis_http_port}/oauth2/backchannel_logout"
+
     def client_metadata(self) -> dict:
+        extra = {}
+        if self.with_redis:
+            extra = {
+                "backchannel_logout_uri": self.backchannel_logout_uri,
+                "backchannel_logout_session_required": True,
+            }
         return {
+            **extra,
             "client_id": CLIENT_ID,
             "client_secret": self.client_secret,
             "redirect_uris": [self.callback_url],
@@ -259,14 +320,26 @@ class Stack:
             self.idp = IdP(self.work_dir, [self.client_metadata(), *self.extra_clients],
                            extra_env=self.idp_env)
             self._started.append(self.idp.start())
-            self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret,
-                                         sets=self.portcullis_sets,
-                                         extra_toml=self.portcullis_toml.replace("{issuer}", self.idp.issuer),
-                                         authz_toml=self.authz_toml,
-                                         oauth2_proxy_cfg=self.portcullis_oauth2_proxy_cfg,
-                                         extra_env={k: v.replace("{client_secret}", self.client_secret)
-                                                    for k, v in self.portcullis_env.items()})
-            self._started.append(self.portcullis.start())
+            if self.with_redis:
+                self.redis = Redis(self.work_dir)
+                self._started.append(self.redis.start())
+            toml = self.portcullis_toml.replace("{issuer}", self.idp.issuer)
+            if self.redis is not None:
+                toml = toml.replace("{redis_url}", self.redis.url)
+            secret = None
+            for i in range(self.replica_count):
+                p = Portcullis(self.work_dir, self.idp.issuer, self.client_secret,
+                               name="portcullis" if i == 0 else f"portcullis-{i}",
+                               sets=self.portcullis_sets, extra_toml=toml,
+                               authz_toml=self.authz_toml, cookie_secret=secret,
+                               http_port=self.portcullis_http_port if i == 0 else None,
+                               oauth2_proxy_cfg=self.portcullis_oauth2_proxy_cfg,
+                               extra_env={k: v.replace("{client_secret}", self.client_secret)
+                                          for k, v in self.portcullis_env.items()})
+                secret = p.cookie_secret
+                self.replicas.append(p)
+                self._started.append(p.start())
+            self.portcullis = self.replicas[0]
             if self.mode == "grpc":
                 provider = istio_provider("envoyExtAuthzGrpc")
                 self.envoy = Envoy(
@@ -277,6 +350,7 @@ class Stack:
                     template=self.envoy_template or GRPC_TEMPLATE,
                     authz_authority=provider["service"],
                     authz_timeout=provider.get("timeout", "600s"),
+                    more_authz_ports=[p.grpc_port for p in self.replicas[1:]],
                 )
             else:
                 self.envoy = Envoy(
@@ -284,6 +358,7 @@ class Stack:
                     upstream_port=self.echo.port,
                     authz_port=self.portcullis.http_port,
                     listen_port=self.envoy_port,
+                    more_authz_ports=[p.http_port for p in self.replicas[1:]],
                     **({"template": self.envoy_template} if self.envoy_template else {}),
                 )
             self._started.append(self.envoy.start())
@@ -300,6 +375,6 @@ class Stack:
                 print(f"stopping {part}: {exc}", file=sys.stderr)
         self._started.clear()
         # A part whose start() failed is not in _started but may still run.
-        for part in (self.envoy, self.portcullis, self.idp, self.echo):
+        for part in (self.envoy, *self.replicas, self.portcullis, self.redis, self.idp, self.echo):
             if part is not None and part.service.proc is not None:
                 part.stop()

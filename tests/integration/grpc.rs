@@ -340,6 +340,8 @@ fn session_cookie(app: &App, user: &str, groups: &[&str]) -> String {
         refresh_token: None,
         tokens_expire_at: None,
         refreshed_at: 0,
+        subject: String::new(),
+        sid: None,
     };
     let input = portcullis::authz::input::CheckInput::new(
         http::Method::GET,
@@ -349,6 +351,7 @@ fn session_cookie(app: &App, user: &str, groups: &[&str]) -> String {
         "mint".into(),
     );
     app.sessions
+        .cookies()
         .save(&s, &input)
         .unwrap()
         .iter()

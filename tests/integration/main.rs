@@ -10,6 +10,7 @@ mod grpc;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod refresh;
+mod sessions;
 mod support;
 
 use support::{Browser, TestApp};
