@@ -57,7 +57,7 @@ def render_nginx_example(portcullis_port: int, app_port: int, listen_port: int) 
 
 def render_caddy_example(portcullis_port: int, app_port: int, listen_port: int) -> str:
     text = CADDY_EXAMPLE.read_text()
-    text = _replace_once(text, "forward_auth 127.0.0.1:4180", f"forward_auth 127.0.0.1:{portcullis_port}", "portcullis")
+    text = _replace_once(text, "reverse_proxy 127.0.0.1:4180 {", f"reverse_proxy 127.0.0.1:{portcullis_port} {{", "portcullis")
     text = _replace_once(text, "reverse_proxy 127.0.0.1:8080", f"reverse_proxy 127.0.0.1:{app_port}", "app")
     text = _replace_once(text, "http://app.example.com {", f"http://127.0.0.1:{listen_port} {{", "site")
     return _replace_once(text, "\tadmin off\n", "\tadmin off\n\tdefault_bind 127.0.0.1\n", "bind")
