@@ -129,7 +129,7 @@ pub fn for_forward(outcome: Outcome) -> Outcome {
 
 /// Envoy removes the identity headers named in `x-envoy-auth-headers-to-remove`; proxies
 /// copying named headers have no such list, so each is sent empty instead: nginx's
-/// `proxy_set_header` with an empty value, Caddy's `copy_headers` and Traefik's
+/// `proxy_set_header` with an empty value, Caddy's `request_header` (`copy_headers`) and Traefik's
 /// `authResponseHeaders` then all replace a client-sent copy.
 fn blank_removed(headers: Vec<(HeaderName, HeaderValue)>) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::with_capacity(headers.len() + 4);

@@ -1,5 +1,5 @@
 """portcullis behind real nginx (`auth_request`, config/nginx/portcullis.conf) and real Caddy
-(`forward_auth`, config/caddy/Caddyfile), each running the example config as it is, with the
+(`forward_auth` expanded: `reverse_proxy` + `handle_response`, config/caddy/Caddyfile), each running the example config as it is, with the
 real OpenID Provider. Every test runs once per proxy.
 
 Spoofing tests also talk to portcullis directly from 127.0.0.2, a loopback address outside
