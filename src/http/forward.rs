@@ -43,7 +43,8 @@ pub enum Mode {
 /// must copy.
 pub const COOKIE_SLOTS: usize = MAX_CHUNKS + 1;
 
-/// Prefix of the numbered copies of `Set-Cookie` on `<proxy_prefix>/auth` answers.
+/// Prefix of the numbered copies of `Set-Cookie` on `<proxy_prefix>/auth` answers and
+/// `<proxy_prefix>/forward` allows.
 pub const SET_COOKIE_COPY: &str = "x-portcullis-set-cookie-";
 
 const X_FORWARDED_METHOD: &str = "x-forwarded-method";
@@ -95,13 +96,40 @@ pub async fn check(State(app): State<Arc<App>>, mode: Mode, request: Request) ->
         Mode::Auth => {
             ext_authz::render_with(for_nginx(outcome), head, app.config.forward.auth_status)
         }
-        Mode::Forward => ext_authz::render(outcome, head),
+        Mode::Forward => ext_authz::render(for_forward(outcome), head),
+    }
+}
+
+/// Caddy `forward_auth` / Traefik `forwardAuth`: an allow also carries every
+/// `x-portcullis-set-cookie-<n>` slot, empty when unused. Caddy's placeholder for a response
+/// header joins repeated `Set-Cookie` lines with commas, so its example copies the numbered
+/// slots into the client's response instead (`handle_response`, config/caddy/), skipping the
+/// empty ones; a slot that is absent would leave the placeholder's own text in the header.
+/// Traefik's `addAuthCookiesToResponse` reads the `Set-Cookie` lines themselves. A refusal
+/// reaches the client as it is, so it needs no copies.
+pub fn for_forward(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Allow(mut a) => {
+            for i in 0..COOKIE_SLOTS {
+                let value = a
+                    .set_cookies
+                    .get(i)
+                    .and_then(|c| HeaderValue::from_str(c).ok())
+                    .unwrap_or_else(|| HeaderValue::from_static(""));
+                if let Ok(name) = HeaderName::from_bytes(format!("{SET_COOKIE_COPY}{i}").as_bytes())
+                {
+                    a.headers.push((name, value));
+                }
+            }
+            Outcome::Allow(a)
+        }
+        reply => reply,
     }
 }
 
 /// Envoy removes the identity headers named in `x-envoy-auth-headers-to-remove`; proxies
 /// copying named headers have no such list, so each is sent empty instead: nginx's
-/// `proxy_set_header` with an empty value, Caddy's `copy_headers` and Traefik's
+/// `proxy_set_header` with an empty value, Caddy's `request_header` (`copy_headers`) and Traefik's
 /// `authResponseHeaders` then all replace a client-sent copy.
 fn blank_removed(headers: Vec<(HeaderName, HeaderValue)>) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::with_capacity(headers.len() + 4);
@@ -530,6 +558,57 @@ mod tests {
     }
 
     #[test]
+    fn forward_allows_carry_every_cookie_slot_and_refusals_none() {
+        let allow = Allow {
+            headers: vec![(crate::identity::USER, HeaderValue::from_static("alice"))],
+            set_cookies: vec![
+                "_portcullis_0=x; Path=/".into(),
+                "_portcullis_1=y; Path=/".into(),
+            ],
+            body: None,
+        };
+        let Outcome::Allow(a) = for_forward(Outcome::Allow(allow)) else {
+            panic!("an allow stays an allow")
+        };
+        let slots: Vec<(String, String)> = a
+            .headers
+            .iter()
+            .filter(|(n, _)| n.as_str().starts_with(SET_COOKIE_COPY))
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_string()))
+            .collect();
+        let want: Vec<(String, String)> = (0..COOKIE_SLOTS)
+            .map(|i| {
+                let v = match i {
+                    0 => "_portcullis_0=x; Path=/",
+                    1 => "_portcullis_1=y; Path=/",
+                    _ => "",
+                };
+                (format!("{SET_COOKIE_COPY}{i}"), v.to_string())
+            })
+            .collect();
+        assert_eq!(slots, want);
+        assert_eq!(
+            a.set_cookies.len(),
+            2,
+            "the plain Set-Cookie lines stay too"
+        );
+
+        let mut reply = Reply::redirect("https://idp/authorize", vec![]);
+        reply.set_cookies = vec!["_portcullis_csrf_1=z".into()];
+        let Outcome::Reply(r) = for_forward(Outcome::Reply(reply)) else {
+            panic!("a refusal stays a refusal")
+        };
+        assert!(
+            !r.headers
+                .iter()
+                .any(|(n, _)| n.as_str().starts_with(SET_COOKIE_COPY)),
+            "{:?}",
+            r.headers
+        );
+        assert_eq!(r.set_cookies.len(), 1);
+    }
+
+    #[test]
     fn identity_headers_envoy_would_remove_are_sent_empty() {
         let h = blank_removed(vec![
             (crate::identity::USER, HeaderValue::from_static("alice")),
@@ -573,15 +652,26 @@ mod tests {
         assert_eq!(copied, crate::identity::IDENTITY_HEADERS);
         let router = &v["http"]["routers"]["app"];
         assert_eq!(router["middlewares"], serde_json::json!(["portcullis"]));
-        // The Caddy example copies the same headers.
+        // Traefik adds the session cookie and every chunk name to the client's response.
+        let cookies: Vec<&str> = fa["addAuthCookiesToResponse"]
+            .as_array()
+            .expect("addAuthCookiesToResponse")
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        let key = crate::session::cookie::CookieKey::from_base64(
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .expect("key");
+        let codec = crate::session::cookie::CookieCodec::new(&key, &[]);
+        let default_name = crate::config::RawConfig::default().cookie.name;
+        assert_eq!(cookies, codec.all_names(&default_name));
+        // The Caddy example copies the same headers onto the request to the app.
         let caddy = include_str!("../../config/caddy/Caddyfile");
-        let line = caddy
+        let caddy_copied: Vec<String> = caddy
             .lines()
-            .find(|l| l.trim_start().starts_with("copy_headers"))
-            .expect("copy_headers");
-        let caddy_copied: Vec<String> = line
-            .split_whitespace()
-            .skip(1)
+            .filter_map(|l| l.trim_start().strip_prefix("request_header "))
+            .filter_map(|l| l.split_whitespace().next())
             .map(str::to_ascii_lowercase)
             .collect();
         assert_eq!(caddy_copied, crate::identity::IDENTITY_HEADERS);
@@ -599,5 +689,22 @@ mod tests {
         }
         let beyond = format!("$upstream_http_x_portcullis_set_cookie_{COOKIE_SLOTS}");
         assert!(!conf.contains(&beyond));
+    }
+
+    #[test]
+    fn every_cookie_slot_is_in_the_caddy_example() {
+        let conf = include_str!("../../config/caddy/Caddyfile");
+        for i in 0..COOKIE_SLOTS {
+            let slot = format!("{{rp.header.X-Portcullis-Set-Cookie-{i}}}");
+            let copy = format!("header @cookie{i} +Set-Cookie {slot}");
+            let skip_empty = format!("@cookie{i} not vars {slot} \"\"");
+            for line in [copy, skip_empty] {
+                assert!(
+                    conf.contains(&line),
+                    "config/caddy/Caddyfile lacks {line:?}"
+                );
+            }
+        }
+        assert!(!conf.contains(&format!("Set-Cookie-{COOKIE_SLOTS}")));
     }
 }

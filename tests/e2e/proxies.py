@@ -57,7 +57,7 @@ def render_nginx_example(portcullis_port: int, app_port: int, listen_port: int) 
 
 def render_caddy_example(portcullis_port: int, app_port: int, listen_port: int) -> str:
     text = CADDY_EXAMPLE.read_text()
-    text = _replace_once(text, "forward_auth 127.0.0.1:4180", f"forward_auth 127.0.0.1:{portcullis_port}", "portcullis")
+    text = _replace_once(text, "reverse_proxy 127.0.0.1:4180 {", f"reverse_proxy 127.0.0.1:{portcullis_port} {{", "portcullis")
     text = _replace_once(text, "reverse_proxy 127.0.0.1:8080", f"reverse_proxy 127.0.0.1:{app_port}", "app")
     text = _replace_once(text, "http://app.example.com {", f"http://127.0.0.1:{listen_port} {{", "site")
     return _replace_once(text, "\tadmin off\n", "\tadmin off\n\tdefault_bind 127.0.0.1\n", "bind")
@@ -136,10 +136,13 @@ class Caddy:
 class ForwardStack:
     """IdP + echo upstream + portcullis + nginx or Caddy running the example config."""
 
-    def __init__(self, work_dir: Path, proxy: str):
+    def __init__(self, work_dir: Path, proxy: str, idp_env: Optional[dict] = None,
+                 portcullis_sets: tuple = ()):
         if proxy not in ("nginx", "caddy"):
             raise ValueError(proxy)
         self.proxy_kind = proxy
+        self.idp_env = idp_env or {}
+        self.portcullis_sets = ("server.trusted_proxies=127.0.0.1/32", *portcullis_sets)
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.client_secret = secrets.token_urlsafe(24)
@@ -169,11 +172,11 @@ class ForwardStack:
                 "client_secret": self.client_secret,
                 "redirect_uris": [self.callback_url],
                 "post_logout_redirect_uris": [f"{self.url}/oauth2/signed_out"],
-            }])
+            }], extra_env=self.idp_env)
             self._started.append(self.idp.start())
             self.portcullis = Portcullis(
                 self.work_dir, self.idp.issuer, self.client_secret,
-                sets=("server.trusted_proxies=127.0.0.1/32",),
+                sets=self.portcullis_sets,
                 authz_toml=AUTHZ_RULES,
             )
             self._started.append(self.portcullis.start())
@@ -194,7 +197,7 @@ class ForwardStack:
         self.portcullis = Portcullis(
             self.work_dir, self.idp.issuer, self.client_secret,
             name="portcullis-restarted",
-            sets=("server.trusted_proxies=127.0.0.1/32", *sets),
+            sets=(*self.portcullis_sets, *sets),
             authz_toml=AUTHZ_RULES, http_port=old.http_port, cookie_secret=old.cookie_secret,
         )
         self._started.insert(len(self._started) - 1, self.portcullis.start())

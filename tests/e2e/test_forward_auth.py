@@ -1,5 +1,5 @@
 """portcullis behind real nginx (`auth_request`, config/nginx/portcullis.conf) and real Caddy
-(`forward_auth`, config/caddy/Caddyfile), each running the example config as it is, with the
+(`forward_auth` expanded: `reverse_proxy` + `handle_response`, config/caddy/Caddyfile), each running the example config as it is, with the
 real OpenID Provider. Every test runs once per proxy.
 
 Spoofing tests also talk to portcullis directly from 127.0.0.2, a loopback address outside
@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from urllib.parse import urljoin
 
 import pytest
+
+import requests
 
 from browser import Browser, jwt_claims, query, without_query
 from chrome import Chromium
 from parts import CLIENT_ID
 from proxies import ForwardStack
-from test_http_ext_authz import clears, echo_json, is_session_cookie, session_set_cookies, set_cookies
+from test_http_ext_authz import (
+    clears, echo_json, is_session_cookie, parse_set_cookie, session_set_cookies, set_cookies,
+)
 
 PROTECTED = "/protected/page?x=1"
 IDENTITY = (
@@ -258,3 +263,82 @@ def test_split_session_cookies_are_all_cleared_on_a_refusal(work_dir, request):
             assert not left, f"{kind}: chunks left in the browser: {left}"
         finally:
             s.stop()
+
+
+# -- token refresh on an allow -------------------------------------------------------------------
+ACCESS_TOKEN_TTL = 4
+REFRESH_MARGIN = 2  # cookie.refresh
+REFRESHES = 3
+
+
+def test_refreshed_cookies_reach_the_browser_on_allows(work_dir):
+    """The real OpenID Provider issues 4 s access tokens and rotating refresh tokens (a spent one
+    replayed revokes the whole grant). portcullis refreshes 2 s before expiry, on an allow, and
+    sets the new session cookie(s) there: nginx's example copies them from
+    x-portcullis-set-cookie-<n> with add_header, Caddy's from the same slots in its
+    handle_response. A browser that did not get them would send the spent refresh token at the
+    next refresh and be logged out. alice's session is one cookie, carol's several chunks."""
+    stacks = {}
+    try:
+        for kind in ("nginx", "caddy"):
+            stacks[kind] = ForwardStack(
+                work_dir / f"forward-refresh-{kind}", kind,
+                idp_env={
+                    "IDP_ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),
+                    "IDP_ROTATE_REFRESH_TOKENS": "1",
+                    "IDP_TEST_HOOKS": "1",
+                },
+                portcullis_sets=(
+                    "oidc.scopes=openid,email,profile,groups,offline_access",
+                    "oidc.extra_auth_params.prompt=consent",
+                    f"cookie.refresh={REFRESH_MARGIN}s",
+                ),
+            ).start()
+
+        # (stack, user, browser, when its tokens were issued at the latest)
+        sessions = []
+        for kind, s in stacks.items():
+            for user in ("alice", "carol"):
+                b = Browser()
+                assert login(s, b, user=user)["headers"]["x-auth-request-user"] == user
+                issued = time.monotonic()
+                r = b.get(s.url + PROTECTED)
+                assert r.status_code == 200 and not session_set_cookies(r), \
+                    f"{kind}/{user}: fresh tokens, nothing to refresh: {set_cookies(r)}"
+                sessions.append((s, user, b, issued))
+
+        for round_ in range(1, REFRESHES + 1):
+            for i, (s, user, b, issued) in enumerate(sessions):
+                what = f"{s.proxy_kind}/{user}, refresh {round_}"
+                before = jar(b)
+                due = issued + ACCESS_TOKEN_TTL - REFRESH_MARGIN + 0.5
+                time.sleep(max(0.0, due - time.monotonic()))
+                r = b.get(s.url + PROTECTED)
+                issued = time.monotonic()
+                assert r.status_code == 200, f"{what}: {r.status_code} {r.text[:300]}\n{b.trace()}"
+                assert echo_json(r)["headers"]["x-auth-request-user"] == user, what
+                lines = session_set_cookies(r)
+                names = [parse_set_cookie(c)[0] for c in lines]
+                assert len(names) == len(set(names)), f"{what}: a cookie set twice: {names}"
+                assert [c for c in lines if not clears(c)], f"{what}: no refreshed cookie: {set_cookies(r)}"
+                after = jar(b)
+                assert after and after != before, f"{what}: the browser kept its old cookie"
+                assert all(not n.startswith("x-portcullis") for n in r.headers), dict(r.headers)
+                sessions[i] = (s, user, b, issued)
+
+        # The refreshed cookies are the ones in use: no refresh now, and every refresh token was
+        # redeemed once (a replayed one would be a refresh error and a login redirect).
+        for s, user, b, _ in sessions:
+            r = b.get(s.url + PROTECTED)
+            assert r.status_code == 200, f"{s.proxy_kind}/{user}: {r.status_code}"
+            assert not session_set_cookies(r)
+        for kind, s in stacks.items():
+            counts = requests.get(f"{s.idp.issuer}/__test/counts", timeout=5).json()
+            assert counts == {"refresh_grants": 2 * REFRESHES, "refresh_errors": 0}, f"{kind}: {counts}"
+    finally:
+        for s in stacks.values():
+            s.stop()
+
+
+def jar(b: Browser) -> dict[str, str]:
+    return {c.name: c.value for c in b.session.cookies if is_session_cookie(c.name) and c.value}

@@ -397,6 +397,16 @@ async fn underscore_variants_of_identity_headers_are_refused() {
     let r = ask(&mut b, &t, "/oauth2/forward", &hs).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-auth-request-user"), Some("alice"));
+    // A /forward allow carries every cookie slot for Caddy's handle_response, empty when it
+    // sets no cookie (config/caddy/Caddyfile skips empty ones).
+    for i in 0..portcullis::http::forward::COOKIE_SLOTS {
+        assert_eq!(
+            r.header(&format!("x-portcullis-set-cookie-{i}")),
+            Some(""),
+            "slot {i}"
+        );
+    }
+    assert!(r.set_cookies().is_empty());
     t.stop().await;
 }
 
