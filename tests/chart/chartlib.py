@@ -23,6 +23,7 @@ NAMESPACE = "auth"
 # Two syntactically valid cookie keys (32 bytes, base64), made for the tests only.
 COOKIE_SECRET = "dGVzdC1jb29raWUta2V5LTMyLWJ5dGVzLWxvbmctISE="
 OLD_COOKIE_SECRET = "b2xkLWNvb2tpZS1rZXktMzItYnl0ZXMtbG9uZy0hISE="
+ADMIN_TOKEN = "admin-token-for-the-chart-tests-0123456789"
 CLIENT_SECRET = "client-s3cret-for-chart-tests"
 
 MINIMAL = {
@@ -92,7 +93,7 @@ FULL = {
         "admin": {"token_file": ""},
     },
     "secrets": {"clientSecret": CLIENT_SECRET, "cookieSecret": COOKIE_SECRET,
-                "previousCookieSecrets": [OLD_COOKIE_SECRET]},
+                "previousCookieSecrets": [OLD_COOKIE_SECRET], "adminToken": ADMIN_TOKEN},
     "image": {"repository": "registry.example.com/portcullis", "tag": "0.1.0",
               "digest": "sha256:" + "ab" * 32, "pullPolicy": "Always"},
     "imagePullSecrets": [{"name": "regcred"}],

@@ -22,6 +22,7 @@ import yaml
 
 from chartlib import (
     CHART_DIR,
+    ADMIN_TOKEN,
     CLIENT_SECRET,
     COOKIE_SECRET,
     FULL,
@@ -44,10 +45,10 @@ CRD_KINDS = {"ServiceMonitor"}
 EXISTING = merged(
     {k: v for k, v in MINIMAL.items() if k != "secrets"},
     {"existingSecret": {"name": "sso-creds", "clientSecretKey": "oidc", "cookieSecretKey": "cookie",
-                        "previousCookieSecretsKey": "cookie-old"}},
+                        "previousCookieSecretsKey": "cookie-old", "adminTokenKey": "admin"}},
 )
 VARIANTS = {"minimal": MINIMAL, "full": FULL, "existing-secret": EXISTING}
-SECRET_STRINGS = [CLIENT_SECRET, COOKIE_SECRET, OLD_COOKIE_SECRET]
+SECRET_STRINGS = [CLIENT_SECRET, COOKIE_SECRET, OLD_COOKIE_SECRET, ADMIN_TOKEN]
 
 
 def toml_of(r: Rendered) -> dict:
@@ -223,11 +224,12 @@ def test_chart_secret_is_wired_into_the_env(render):
     name = secret["metadata"]["name"]
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert data == {"client-secret": CLIENT_SECRET, "cookie-secret": COOKIE_SECRET,
-                    "previous-cookie-secrets": OLD_COOKIE_SECRET}
+                    "previous-cookie-secrets": OLD_COOKIE_SECRET, "admin-token": ADMIN_TOKEN}
     env = env_by_name(r)
     for var, key in [("PORTCULLIS_OIDC__CLIENT_SECRET", "client-secret"),
                      ("PORTCULLIS_COOKIE__SECRET", "cookie-secret"),
-                     ("PORTCULLIS_COOKIE__PREVIOUS_SECRETS", "previous-cookie-secrets")]:
+                     ("PORTCULLIS_COOKIE__PREVIOUS_SECRETS", "previous-cookie-secrets"),
+                     ("PORTCULLIS_ADMIN__TOKEN", "admin-token")]:
         assert env[var] == {"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
 
 
@@ -235,6 +237,7 @@ def test_previous_cookie_secrets_are_optional(render):
     r = render(MINIMAL)
     assert set(r.get("Secret")["data"]) == {"client-secret", "cookie-secret"}
     assert "PORTCULLIS_COOKIE__PREVIOUS_SECRETS" not in env_by_name(r)
+    assert "PORTCULLIS_ADMIN__TOKEN" not in env_by_name(r), "no token: the admin API stays off"
 
 
 def test_existing_secret_is_honoured(render):
@@ -245,6 +248,7 @@ def test_existing_secret_is_honoured(render):
     assert env["PORTCULLIS_COOKIE__SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "sso-creds", "key": "cookie"}
     assert env["PORTCULLIS_COOKIE__PREVIOUS_SECRETS"]["valueFrom"]["secretKeyRef"] == \
         {"name": "sso-creds", "key": "cookie-old"}
+    assert env["PORTCULLIS_ADMIN__TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "sso-creds", "key": "admin"}
     annotations = r.deployment["spec"]["template"]["metadata"]["annotations"]
     assert "checksum/config" in annotations and "checksum/secret" not in annotations
     # Values given under secrets.* are ignored when existingSecret is set, and never rendered.
@@ -562,7 +566,8 @@ def test_chart_exposes_every_config_key(chart):
     schema = _schema_sections(chart)
     chart_owned = {"server": {"http_address", "admin_address"}}
     secret_keys = {"oidc": {"client_secret", "client_secret_file"},
-                   "cookie": {"secret", "secret_file", "previous_secrets"}}
+                   "cookie": {"secret", "secret_file", "previous_secrets"},
+                   "admin": {"token"}}
     missing = sorted(f"{s}.{k}" for s, keys in _example_keys().items() for k in keys
                      if k not in schema.get(s, {})
                      and k not in chart_owned.get(s, set()) and k not in secret_keys.get(s, set()))
@@ -639,7 +644,8 @@ def test_binary_accepts_the_rendered_config(render, portcullis_bin, tmp_path, va
     values = VARIANTS[variant]
     if "server" in values["config"]:
         values = _without_grpc_address(values)  # covered by the next test
-    existing = {"sso-creds": {"oidc": CLIENT_SECRET, "cookie": COOKIE_SECRET, "cookie-old": OLD_COOKIE_SECRET}}
+    existing = {"sso-creds": {"oidc": CLIENT_SECRET, "cookie": COOKIE_SECRET, "cookie-old": OLD_COOKIE_SECRET,
+                                "admin": ADMIN_TOKEN}}
     result = _check_config(portcullis_bin, render(values), tmp_path, existing=existing)
     assert result.returncode == 0, result.stderr
 
