@@ -86,6 +86,14 @@ pub struct ServerConfig {
     pub proxy_prefix: String,
     /// Empty, or starts with "/".
     pub path_prefix: String,
+    /// Largest request head (request line and headers) on the check listeners; more is 431.
+    pub max_header_bytes: usize,
+    /// Largest request body a check may carry (Envoy's `with_request_body`); more is 413.
+    pub max_body_bytes: usize,
+    /// Open connections per check listener; beyond it, 503 (HTTP) or a closed connection (gRPC).
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection (HTTP h2c and gRPC listeners).
+    pub max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +246,10 @@ pub struct RawServer {
     pub admin_address: String,
     pub proxy_prefix: String,
     pub path_prefix: String,
+    pub max_header_bytes: u64,
+    pub max_body_bytes: u64,
+    pub max_connections: u64,
+    pub max_concurrent_streams: u64,
 }
 
 impl Default for RawServer {
@@ -249,6 +261,10 @@ impl Default for RawServer {
             admin_address: "0.0.0.0:4182".into(),
             proxy_prefix: "/oauth2".into(),
             path_prefix: String::new(),
+            max_header_bytes: 256 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_connections: 10_000,
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -827,7 +843,32 @@ fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         admin_address: parse_addr("server.admin_address", &raw.admin_address)?,
         proxy_prefix: validate_prefix("server.proxy_prefix", &raw.proxy_prefix, false)?,
         path_prefix: validate_prefix("server.path_prefix", &raw.path_prefix, true)?,
+        max_header_bytes: in_range(
+            "server.max_header_bytes",
+            raw.max_header_bytes,
+            16 * 1024,
+            16 * 1024 * 1024,
+        )?,
+        max_body_bytes: in_range("server.max_body_bytes", raw.max_body_bytes, 0, 1 << 30)?,
+        max_connections: in_range("server.max_connections", raw.max_connections, 1, 1_000_000)?,
+        max_concurrent_streams: in_range(
+            "server.max_concurrent_streams",
+            raw.max_concurrent_streams,
+            1,
+            1_000_000,
+        )?,
     })
+}
+
+/// `value` if it lies in `min..=max`, converted; else an error naming `key` and the range.
+fn in_range<T: TryFrom<u64>>(key: &str, value: u64, min: u64, max: u64) -> Result<T, ConfigError> {
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError::new(
+            key,
+            format!("must be between {min} and {max}, got {value}"),
+        ));
+    }
+    T::try_from(value).map_err(|_| ConfigError::new(key, "too large for this platform"))
 }
 
 /// Read a secret given inline or as a file; exactly one must be set when `required`.

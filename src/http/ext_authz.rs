@@ -16,16 +16,31 @@ use crate::authz::decision::{Body, Outcome};
 use crate::authz::input::CheckInput;
 use crate::authz::{self};
 
-/// Bytes of a forwarded request body read (and discarded) at most; beyond this the connection
-/// is not kept alive. Envoy forwards bodies only with `with_request_body`.
-const MAX_DRAIN: usize = 16 * 1024 * 1024;
-
-/// Answer one check.
+/// Answer one check. A forwarded body (Envoy's `with_request_body`) is read and dropped; one
+/// over `server.max_body_bytes` is answered 413 without reading the rest.
 pub async fn check(State(app): State<Arc<App>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    drain(body).await;
-    let input = to_input(&app, &parts);
     let head = parts.method == Method::HEAD;
+    let max = app.config.server.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) || !drain(body, max).await {
+        tracing::info!(max_body_bytes = max, "check body over the limit: 413");
+        let body = Body::text(format!(
+            "payload too large: the request body is over {max} bytes\n"
+        ));
+        return render(
+            Outcome::Reply(crate::authz::decision::Reply::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                body,
+            )),
+            head,
+        );
+    }
+    let input = to_input(&app, &parts);
     match authz::check(&app, &input).await {
         Ok(outcome) => render(outcome, head),
         Err(e) => render(Outcome::Reply(app.error_reply(&e, &input)), head),
@@ -107,20 +122,22 @@ pub fn render(outcome: Outcome, head: bool) -> Response {
     response
 }
 
-/// Read and drop the request body so the connection stays reusable.
-async fn drain(mut body: AxumBody) {
+/// Read and drop the request body so the connection stays reusable; `false` once more than
+/// `max` bytes came (the rest is left unread and hyper closes the connection after answering).
+async fn drain(mut body: AxumBody, max: usize) -> bool {
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
                 if let Some(d) = f.data_ref() {
-                    seen += d.len();
+                    seen = seen.saturating_add(d.len());
                 }
-                if seen > MAX_DRAIN {
-                    return;
+                if seen > max {
+                    return false;
                 }
             }
-            Err(_) => return,
+            Err(_) => return true,
         }
     }
+    true
 }

@@ -6,6 +6,7 @@
 mod bearer;
 mod cli;
 mod grpc;
+mod limits;
 mod support;
 
 use support::{Browser, TestApp};
