@@ -80,3 +80,20 @@ else
   echo "$node_want" > "$node_stamp"
 fi
 say "node $(node --version), oidc-provider $(node -p "require('$IDP_DIR/node_modules/oidc-provider/package.json').version")"
+
+# --- cargo-fuzz (scripts/fuzz.sh: bounded fuzzing on the nightly toolchain) ----------------
+# libFuzzer is compiled from source by libfuzzer-sys, so a C++ compiler is needed too.
+command -v c++ >/dev/null || as_root_apt_install g++ \
+  || die "a C++ compiler (c++) is needed to build libFuzzer for scripts/fuzz.sh"
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+  say "nightly toolchain present ($(rustup run nightly rustc --version))"
+else
+  say "installing the nightly toolchain (minimal profile) for cargo-fuzz"
+  rustup toolchain install nightly --profile minimal >/dev/null
+fi
+if cargo fuzz --version >/dev/null 2>&1; then
+  say "$(cargo fuzz --version)"
+else
+  say "cargo install cargo-fuzz --locked"
+  cargo install cargo-fuzz --locked >/dev/null 2>&1 || die "cargo install cargo-fuzz failed"
+fi

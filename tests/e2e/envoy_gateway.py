@@ -79,6 +79,7 @@ class Envoy:
         authz_timeout: str = "10s",
         template: Path = HTTP_TEMPLATE,
         authz_authority: str = "portcullis",
+        extra: dict | None = None,
     ):
         self.work_dir = Path(work_dir)
         self.name = name
@@ -95,6 +96,7 @@ class Envoy:
                 PATH_PREFIX=path_prefix,
                 AUTHZ_TIMEOUT=authz_timeout,
                 AUTHZ_AUTHORITY=authz_authority,
+                **(extra or {}),
             )
         )
         self.service = Service(
