@@ -41,6 +41,13 @@ else
     || die "chromium and chromedriver are needed for tests/e2e/test_browser.py (Debian packages chromium, chromium-driver)"
 fi
 
+# --- libfaketime (tests/e2e/test_faults.py: portcullis with a skewed clock) -----------------
+if [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || [ -f /usr/lib/faketime/libfaketime.so.1 ]; then
+  say "libfaketime present"
+else
+  as_root_apt_install faketime || die "libfaketime is needed for the clock-skew tests (Debian package faketime)"
+fi
+
 # --- Python venv ----------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null || as_root_apt_install python3 python3-venv \
   || die "$PYTHON not found"

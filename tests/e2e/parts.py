@@ -101,7 +101,8 @@ class IdP:
 
 class Portcullis:
     def __init__(self, work_dir: Path, issuer: str, client_secret: str, name: str = "portcullis",
-                 extra_toml: str = "", sets: tuple[str, ...] = (), authz_toml: str = ""):
+                 extra_toml: str = "", sets: tuple[str, ...] = (), authz_toml: str = "",
+                 extra_env: Optional[dict] = None):
         binary = portcullis_binary()
         if not binary.is_file():
             raise RuntimeError(
@@ -145,6 +146,7 @@ level = "{os.environ.get('E2E_PORTCULLIS_LOG', 'debug')}"
             if not (k.startswith("PORTCULLIS_") or k.startswith("OAUTH2_PROXY_"))
         }
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(extra_env or {})  # e.g. libfaketime for clock-skew tests
         self.service = Service(
             name,
             [binary, "serve", "--config", self.config_path,
@@ -181,7 +183,8 @@ class Stack:
     def __init__(self, work_dir: Path, name: str = "stack", mode: str = "http",
                  portcullis_sets: tuple[str, ...] = (), portcullis_toml: str = "",
                  envoy_template: Optional[Path] = None, extra_clients: Optional[list] = None,
-                 idp_env: Optional[dict] = None, authz_toml: str = ""):
+                 idp_env: Optional[dict] = None, authz_toml: str = "",
+                 portcullis_env: Optional[dict] = None):
         if mode not in ("http", "grpc"):
             raise ValueError(f"mode must be http or grpc, not {mode!r}")
         self.mode = mode
@@ -202,6 +205,7 @@ class Stack:
         self._started: list = []
         self.extra_clients = extra_clients or []
         self.idp_env = idp_env or {}
+        self.portcullis_env = portcullis_env or {}
 
     @property
     def url(self) -> str:
@@ -239,7 +243,8 @@ class Stack:
             self.portcullis = Portcullis(self.work_dir, self.idp.issuer, self.client_secret,
                                          sets=self.portcullis_sets,
                                          extra_toml=self.portcullis_toml.replace("{issuer}", self.idp.issuer),
-                                         authz_toml=self.authz_toml)
+                                         authz_toml=self.authz_toml,
+                                         extra_env=self.portcullis_env)
             self._started.append(self.portcullis.start())
             if self.mode == "grpc":
                 provider = istio_provider("envoyExtAuthzGrpc")

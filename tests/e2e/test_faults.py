@@ -217,3 +217,75 @@ def test_replica_killed_and_restarted_under_load_loses_no_request(work_dir, requ
         if b_replica is not None:
             b_replica.stop()
         s.stop()
+
+
+# -- clock skew between the IdP and portcullis -----------------------------------------------
+FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def _skewed_stack(work_dir, name: str, skew_s: int) -> Stack:
+    from test_bearer import API, BEARER_TOML, SERVICE_ID, SERVICE_SECRET
+
+    return _stack(
+        work_dir, name,
+        extra_clients=[{
+            "client_id": SERVICE_ID, "client_secret": SERVICE_SECRET,
+            "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [],
+        }],
+        idp_env={"IDP_API_RESOURCE": API},
+        portcullis_toml=BEARER_TOML,
+        # libfaketime shifts portcullis's wall clock only (not the IdP's, not monotonic time).
+        portcullis_env={"LD_PRELOAD": str(FAKETIME_LIB), "FAKETIME": f"{skew_s:+d}",
+                        "FAKETIME_DONT_FAKE_MONOTONIC": "1"},
+    )
+
+
+def _portcullis_clock_offset(stack) -> float:
+    """How far portcullis's clock is from ours, read from the `Date` header it sends."""
+    from email.utils import parsedate_to_datetime
+
+    r = requests.get(stack.portcullis.url + "/x", headers={"Accept": "application/json"}, timeout=5)
+    date = r.headers.get("date")
+    assert date, r.headers
+    return parsedate_to_datetime(date).timestamp() - time.time()
+
+
+@pytest.mark.skipif(not FAKETIME_LIB.is_file(), reason="libfaketime (Debian faketime) not installed")
+@pytest.mark.parametrize("skew_s", [-20, 20])
+def test_clock_skew_within_leeway_changes_nothing(work_dir, request, skew_s):
+    from test_bearer import SERVICE_ID, api_get, service_token
+
+    s = _skewed_stack(work_dir, request.node.name, skew_s)
+    s.start()
+    try:
+        offset = _portcullis_clock_offset(s)
+        assert abs(offset - skew_s) < 3, f"portcullis clock offset {offset:.1f}s, wanted {skew_s}s"
+        # A browser login (ID token iat/exp from the IdP's clock) and the session after it.
+        seen = login(s, Browser())
+        assert seen["headers"].get("x-auth-request-user"), seen
+        # A bearer token just issued by the IdP (bearer.leeway = 30s by default).
+        r = api_get(s, service_token(s))
+        assert r.status_code == 200, r.text[:300]
+        assert echo_json(r)["headers"]["x-auth-request-user"] == SERVICE_ID
+    finally:
+        s.stop()
+
+
+@pytest.mark.skipif(not FAKETIME_LIB.is_file(), reason="libfaketime (Debian faketime) not installed")
+def test_clock_skew_beyond_token_lifetimes_fails_closed(work_dir, request):
+    from test_bearer import api_get, service_token
+
+    s = _skewed_stack(work_dir, request.node.name, 3 * 3600)  # portcullis 3 h ahead
+    s.start()
+    try:
+        r = api_get(s, service_token(s))
+        assert r.status_code == 401, r.text[:300]
+        assert 'error="invalid_token"' in r.headers.get("www-authenticate", ""), r.headers
+        b = Browser()
+        cb = finish_at_idp(s, b, start_login(s, b))
+        r = b.get(cb)
+        assert r.status_code == 403, (r.status_code, r.text[:300])
+        assert not any(c == "_portcullis" or c.startswith("_portcullis_") and "_csrf_" not in c
+                       for c in b.cookie_names()), b.cookie_names()
+    finally:
+        s.stop()
