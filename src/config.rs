@@ -760,10 +760,16 @@ fn figment_error(err: figment::Error) -> ConfigError {
     let first = err.into_iter().next();
     match first {
         Some(e) => {
+            // An empty key segment (`"" = 1` in TOML) is shown as `""`, so the message always
+            // names something (found by fuzz/fuzz_targets/config.rs).
             let key = if e.path.is_empty() {
                 "config".to_string()
             } else {
-                e.path.join(".")
+                e.path
+                    .iter()
+                    .map(|s| if s.is_empty() { "\"\"" } else { s.as_str() })
+                    .collect::<Vec<_>>()
+                    .join(".")
             };
             let source = e
                 .metadata
@@ -1127,6 +1133,22 @@ fn validate_authz(raw: RawAuthz) -> Result<AuthzConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzz/fuzz_targets/config.rs: `"" = 2` gave "invalid configuration: : unknown
+    /// field", naming no key.
+    #[test]
+    fn an_empty_key_is_named_in_the_error() {
+        use figment::providers::{Format, Toml};
+        for doc in ["\"\" = 2", "[server]\n\"\" = 1"] {
+            let err = Config::load_raw(&Sources::default(), Figment::from(Toml::string(doc)))
+                .expect_err(doc);
+            assert!(
+                !err.key.is_empty() && err.key.contains("\"\""),
+                "{doc}: {err}"
+            );
+            assert!(err.message.contains("unknown field"), "{doc}: {err}");
+        }
+    }
 
     const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 

@@ -191,7 +191,13 @@ mod tests {
     /// `/admin//..` as `/`, where RFC 3986 / WHATWG resolution reads `/admin/`.
     #[test]
     fn dot_dot_after_an_empty_segment_is_ambiguous() {
-        for p in ["/admin//..", "/admin//../", "/a/b//../..", "/////////////$/.///..", "/x//./.."] {
+        for p in [
+            "/admin//..",
+            "/admin//../",
+            "/a/b//../..",
+            "/////////////$/.///..",
+            "/x//./..",
+        ] {
             assert_eq!(
                 canonical(p),
                 Err(Ambiguous("dot-dot after an empty segment")),
