@@ -39,7 +39,11 @@ fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         let pem = |f: &str| {
-            std::fs::read(format!("{}/../tests/data/keys/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+            std::fs::read(format!(
+                "{}/../tests/data/keys/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
         };
         let rsa = SigningKey::from_pem("rsa1", Algorithm::RS256, &pem("rsa1.pem")).unwrap();
         let ec256 = SigningKey::from_pem("ec256", Algorithm::ES256, &pem("ec256.pem")).unwrap();
@@ -223,7 +227,8 @@ fn signed(s: &Signed, env: &Env) {
     if token.is_empty() {
         return;
     }
-    let forged = forged || token.starts_with("eyJ") && bearer::header_kid(&token).as_deref() == Some("hmac");
+    let forged =
+        forged || token.starts_with("eyJ") && bearer::header_kid(&token).as_deref() == Some("hmac");
     let mut tampered = token.clone().into_bytes();
     if let Some((pos, xor)) = s.tamper {
         let i = usize::from(pos) % tampered.len();
@@ -246,10 +251,16 @@ fn signed(s: &Signed, env: &Env) {
             && !s.crit
             && !forged
             && s.extra.is_empty();
-        assert!(!plain, "a plain valid token was refused: {result:?} {claims}");
+        assert!(
+            !plain,
+            "a plain valid token was refused: {result:?} {claims}"
+        );
         return;
     };
-    assert!(!forged, "a token signed with a key outside the JWKS verified");
+    assert!(
+        !forged,
+        "a token signed with a key outside the JWKS verified"
+    );
     assert!(!s.crit, "a token with crit verified");
     assert_eq!(claims["iss"], json!(ISS));
     let aud_ok = match &claims["aud"] {
@@ -259,10 +270,16 @@ fn signed(s: &Signed, env: &Env) {
     };
     assert!(aud_ok, "aud {} accepted", claims["aud"]);
     let exp = claims["exp"].as_f64().expect("exp is a number");
-    assert!(exp + LEEWAY as f64 > (NOW - 1) as f64, "expired token accepted: exp {exp}");
+    assert!(
+        exp + LEEWAY as f64 > (NOW - 1) as f64,
+        "expired token accepted: exp {exp}"
+    );
     if let Some(nbf) = claims.get("nbf") {
         let nbf = nbf.as_f64().expect("nbf is a number");
-        assert!(nbf - LEEWAY as f64 <= (NOW + 1) as f64, "future nbf accepted: {nbf}");
+        assert!(
+            nbf - LEEWAY as f64 <= (NOW + 1) as f64,
+            "future nbf accepted: {nbf}"
+        );
     }
     assert!(!v.user.is_empty());
     match &claims["sub"] {
@@ -287,7 +304,9 @@ fuzz_target!(|input: Input| {
             if let Ok(v) = serde_json::from_str::<Value>(&doc) {
                 if let Ok(keys) = KeySet::from_jwks(&v) {
                     let _ = keys.len();
-                    let t = env.ec256.sign(&json!({"iss": ISS, "aud": "api", "exp": NOW + 60, "sub": "x"}));
+                    let t = env
+                        .ec256
+                        .sign(&json!({"iss": ISS, "aud": "api", "exp": NOW + 60, "sub": "x"}));
                     // Whatever keys came out, verifying with them must not panic.
                     let _ = bearer::verify(&t, &env.issuer, &keys, NOW, LEEWAY);
                 }

@@ -44,12 +44,30 @@ enum Input {
 
 #[derive(Debug, Arbitrary)]
 enum Mangle {
-    Flip { chunk: u8, pos: u16, xor: u8 },
-    Truncate { chunk: u8, len: u16 },
-    Drop { chunk: u8 },
-    Swap { a: u8, b: u8 },
-    Duplicate { chunk: u8 },
-    Stray { name: String, value: String, front: bool },
+    Flip {
+        chunk: u8,
+        pos: u16,
+        xor: u8,
+    },
+    Truncate {
+        chunk: u8,
+        len: u16,
+    },
+    Drop {
+        chunk: u8,
+    },
+    Swap {
+        a: u8,
+        b: u8,
+    },
+    Duplicate {
+        chunk: u8,
+    },
+    Stray {
+        name: String,
+        value: String,
+        front: bool,
+    },
 }
 
 struct Env {
@@ -119,9 +137,17 @@ fuzz_target!(|input: Input| {
                 return; // too large for cookies: refused, not truncated
             };
             let pairs = cookie_pairs(&lines);
-            assert!(!pairs.is_empty() && pairs.len() <= MAX_CHUNKS, "{} cookies", pairs.len());
+            assert!(
+                !pairs.is_empty() && pairs.len() <= MAX_CHUNKS,
+                "{} cookies",
+                pairs.len()
+            );
             for line in &lines {
-                assert!(line.len() <= 4096, "Set-Cookie line of {} bytes", line.len());
+                assert!(
+                    line.len() <= 4096,
+                    "Set-Cookie line of {} bytes",
+                    line.len()
+                );
             }
             let header = header_of(&pairs);
             let loaded = env.sessions.load(&input_with(header.as_bytes()), NOW);
@@ -188,9 +214,14 @@ fuzz_target!(|input: Input| {
                     }
                 }
             }
-            let mangled = env.sessions.load(&input_with(header_of(&jar).as_bytes()), NOW);
+            let mangled = env
+                .sessions
+                .load(&input_with(header_of(&jar).as_bytes()), NOW);
             if let Some(s) = &mangled {
-                assert_eq!(s, &session, "a mangled cookie opened to a different session");
+                assert_eq!(
+                    s, &session,
+                    "a mangled cookie opened to a different session"
+                );
             }
             if jar == pairs {
                 assert_eq!(mangled.as_ref(), Some(&session));
@@ -220,8 +251,10 @@ fuzz_target!(|input: Input| {
             for (n, v) in &parts {
                 assert!(n.len() + 1 + v.len() <= 4000, "cookie {n} over budget");
             }
-            let map: BTreeMap<&str, &str> =
-                parts.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let map: BTreeMap<&str, &str> = parts
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
             let joined = env.codec.join(&name, |n| map.get(n).copied());
             assert_eq!(joined.as_deref(), Some(sealed.as_str()), "split/join");
             let opened: Option<String> = env.codec.open(&name, &sealed);

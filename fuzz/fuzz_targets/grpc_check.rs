@@ -140,9 +140,16 @@ fuzz_target!(|input: Input| {
         match convert::render(o, head) {
             Ok(resp) => {
                 let code = resp.status.map(|s| s.code).unwrap_or(0);
-                assert_eq!(allowed, code == 0, "render changed allow/deny (code {code})");
+                assert_eq!(
+                    allowed,
+                    code == 0,
+                    "render changed allow/deny (code {code})"
+                );
             }
-            Err(_) => assert!(!allowed && status >= 500, "an allow rendered as an RPC error"),
+            Err(_) => assert!(
+                !allowed && status >= 500,
+                "an allow rendered as an RPC error"
+            ),
         }
     }
     let answer = Answer {
@@ -154,5 +161,11 @@ fuzz_target!(|input: Input| {
             .collect(),
     };
     let has_session = session || input_.header("cookie").is_some();
-    assert_invariants(&input_.path, has_session, header_rule_ok, &answer, &input_.path);
+    assert_invariants(
+        &input_.path,
+        has_session,
+        header_rule_ok,
+        &answer,
+        &input_.path,
+    );
 });

@@ -59,7 +59,11 @@ fuzz_target!(|input: Input| {
         target.push_str(q);
     }
     let mut headers = header_map(&input.headers, &input.raw_headers);
-    let mut cookie: Vec<String> = input.cookies.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let mut cookie: Vec<String> = input
+        .cookies
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
     match input.session {
         Some(true) => cookie.insert(0, env.session_cookie.clone()),
         Some(false) => cookie.push(env.session_cookie.clone()),
@@ -92,7 +96,11 @@ fuzz_target!(|input: Input| {
         Ok(o) => ext_authz::render(o, head),
         Err(e) => ext_authz::render(Outcome::Reply(env.app.error_reply(&e, &input_)), head),
     };
-    assert_eq!(allowed, response.status() == 200, "render changed allow/deny");
+    assert_eq!(
+        allowed,
+        response.status() == 200,
+        "render changed allow/deny"
+    );
     let answer = Answer {
         allowed,
         status,
@@ -111,7 +119,10 @@ fuzz_target!(|input: Input| {
             parts.uri.path().to_string()
         }
     } else {
-        assert!(!allowed, "allowed a check without the configured path prefix: {target:?}");
+        assert!(
+            !allowed,
+            "allowed a check without the configured path prefix: {target:?}"
+        );
         parts.uri.path().to_string()
     };
     let has_session = input.session.is_some();

@@ -28,17 +28,26 @@ fuzz_target!(|input: Input| {
     };
     assert!(path.len() <= MAX_PATH);
     assert!(c.starts_with('/'), "{path:?} -> {c:?}");
-    assert_eq!(canonical(&c).as_deref(), Ok(c.as_str()), "not idempotent: {path:?} -> {c:?}");
+    assert_eq!(
+        canonical(&c).as_deref(),
+        Ok(c.as_str()),
+        "not idempotent: {path:?} -> {c:?}"
+    );
     // A trailing slash is kept on purpose (`/admin/` and `/admin` may differ); no other empty
     // segment survives.
-    let body = if c.len() > 1 { c.strip_suffix('/').unwrap_or(&c) } else { &c };
+    let body = if c.len() > 1 {
+        c.strip_suffix('/').unwrap_or(&c)
+    } else {
+        &c
+    };
     if body != "/" {
         for seg in body[1..].split('/') {
             assert!(!matches!(seg, "" | "." | ".."), "{path:?} -> {c:?}");
         }
     }
     assert!(
-        !c.chars().any(|ch| matches!(ch, '\\' | '#' | ';') || ch.is_control()),
+        !c.chars()
+            .any(|ch| matches!(ch, '\\' | '#' | ';') || ch.is_control()),
         "{path:?} -> {c:?}"
     );
     let lower = c.to_ascii_lowercase();
@@ -46,9 +55,15 @@ fuzz_target!(|input: Input| {
         assert!(!lower.contains(bad), "{path:?} -> {c:?} keeps {bad}");
     }
     // With no escapes left anywhere, every server reads the same path.
-    if path.bytes().all(|b| b.is_ascii_graphic() && b != b'%' && b != b';') {
+    if path
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'%' && b != b';')
+    {
         for r in portcullis_fuzz::readings(&path) {
-            assert_eq!(r, body, "{path:?}: canonical {c:?}, another server reads {r:?}");
+            assert_eq!(
+                r, body,
+                "{path:?}: canonical {c:?}, another server reads {r:?}"
+            );
         }
     }
 });

@@ -52,7 +52,12 @@ enum Piece {
 
 fn allowed() -> &'static [AllowedDomain] {
     static A: OnceLock<Vec<AllowedDomain>> = OnceLock::new();
-    A.get_or_init(|| ALLOWED.iter().map(|e| AllowedDomain::parse(e).unwrap()).collect())
+    A.get_or_init(|| {
+        ALLOWED
+            .iter()
+            .map(|e| AllowedDomain::parse(e).unwrap())
+            .collect()
+    })
 }
 
 /// The allow-list, restated: which (host, effective port) a browser may be sent to.
@@ -96,8 +101,13 @@ fuzz_target!(|input: Input| {
                     Piece::Colon => s.push(':'),
                     Piece::Dot => s.push('.'),
                     Piece::Allowed(i) => s.push_str(
-                        ["app.example.com", "a.example.org", "example.net", "127.0.0.1", "[::1]"]
-                            [usize::from(i) % 5],
+                        [
+                            "app.example.com",
+                            "a.example.org",
+                            "example.net",
+                            "127.0.0.1",
+                            "[::1]",
+                        ][usize::from(i) % 5],
                     ),
                     Piece::Evil => s.push_str("evil.com"),
                     Piece::Port(p) => s.push_str(&format!(":{p}")),
@@ -113,26 +123,54 @@ fuzz_target!(|input: Input| {
         return;
     };
     let v = rt.as_str();
-    assert!(!v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()), "{raw:?} -> {v:?}");
+    assert!(
+        !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()),
+        "{raw:?} -> {v:?}"
+    );
     let base = Url::parse(&format!("{ORIGIN}/some/page")).unwrap();
     if rt.is_relative() {
-        assert!(v.starts_with('/') && !v.starts_with("//"), "{raw:?} -> {v:?}");
+        assert!(
+            v.starts_with('/') && !v.starts_with("//"),
+            "{raw:?} -> {v:?}"
+        );
         assert!(stays(&base, v), "{raw:?} -> {v:?} leaves the origin");
-        assert!(stays(&base, &v.replace('\\', "/")), "{raw:?} -> {v:?} with \\ as /");
+        assert!(
+            stays(&base, &v.replace('\\', "/")),
+            "{raw:?} -> {v:?} with \\ as /"
+        );
         let once = percent_decode_str(v).decode_utf8_lossy().into_owned();
         let path = once.split(['?', '#']).next().unwrap_or("");
-        assert!(stays(&base, path), "{raw:?} -> {v:?} decoded once: {path:?}");
+        assert!(
+            stays(&base, path),
+            "{raw:?} -> {v:?} decoded once: {path:?}"
+        );
         let abs = Url::parse(&rt.absolute(ORIGIN)).expect("absolute form parses");
-        assert_eq!(abs.origin(), base.origin(), "{raw:?} -> {:?}", rt.absolute(ORIGIN));
+        assert_eq!(
+            abs.origin(),
+            base.origin(),
+            "{raw:?} -> {:?}",
+            rt.absolute(ORIGIN)
+        );
     } else {
         let url = Url::parse(v).expect("an accepted absolute URL parses");
         assert!(matches!(url.scheme(), "http" | "https"), "{raw:?} -> {v:?}");
-        assert!(url.username().is_empty() && url.password().is_none(), "{raw:?} -> {v:?}");
-        assert!(host_allowed(&url), "{raw:?} -> {v:?}: host {:?} not allowed", url.host());
+        assert!(
+            url.username().is_empty() && url.password().is_none(),
+            "{raw:?} -> {v:?}"
+        );
+        assert!(
+            host_allowed(&url),
+            "{raw:?} -> {v:?}: host {:?} not allowed",
+            url.host()
+        );
         // A second look by the same parser from the raw input agrees.
         if let Ok(orig) = Url::parse(&raw) {
             assert_eq!(orig.host(), url.host(), "{raw:?} -> {v:?}");
         }
     }
-    assert_eq!(validate(v, allowed()).as_ref(), Some(&rt), "re-validating {v:?} (from {raw:?})");
+    assert_eq!(
+        validate(v, allowed()).as_ref(),
+        Some(&rt),
+        "re-validating {v:?} (from {raw:?})"
+    );
 });

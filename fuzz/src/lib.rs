@@ -143,8 +143,7 @@ impl Env {
     }
 
     pub fn check(&self, input: &CheckInput) -> Result<Outcome, portcullis::error::Error> {
-        self.rt
-            .block_on(portcullis::authz::check(&self.app, input))
+        self.rt.block_on(portcullis::authz::check(&self.app, input))
     }
 }
 
@@ -188,8 +187,13 @@ pub fn readings(path: &str) -> Vec<String> {
         cur = next;
     }
     // A request-target is never a network-path reference: `//x` is a path here, not a host.
-    if let Ok(u) = url::Url::parse(&format!("http://h.invalid/{}", path.trim_start_matches('/'))) {
-        let p = percent_decode_str(u.path()).decode_utf8_lossy().into_owned();
+    if let Ok(u) = url::Url::parse(&format!(
+        "http://h.invalid/{}",
+        path.trim_start_matches('/')
+    )) {
+        let p = percent_decode_str(u.path())
+            .decode_utf8_lossy()
+            .into_owned();
         out.push(normalize(&p, true, true));
     }
     out
@@ -406,12 +410,18 @@ pub fn header_map(pairs: &[(u8, Vec<u8>)], raw: &[(String, Vec<u8>)]) -> HeaderM
     let mut map = HeaderMap::new();
     for (i, v) in pairs {
         let name = HEADER_NAMES[usize::from(*i) % HEADER_NAMES.len()];
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(v)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(v),
+        ) {
             map.append(n, v);
         }
     }
     for (n, v) in raw {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_bytes(v)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_bytes(v),
+        ) {
             map.append(n, v);
         }
     }
