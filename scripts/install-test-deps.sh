@@ -67,6 +67,13 @@ else
     || die "redis-server is needed for the Redis session store tests (Debian package redis-server)"
 fi
 
+# --- libfaketime (tests/e2e/test_faults.py: portcullis with a skewed clock) -----------------
+if [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || [ -f /usr/lib/faketime/libfaketime.so.1 ]; then
+  say "libfaketime present"
+else
+  as_root_apt_install faketime || die "libfaketime is needed for the clock-skew tests (Debian package faketime)"
+fi
+
 # --- Python venv ----------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null || as_root_apt_install python3 python3-venv \
   || die "$PYTHON not found"
@@ -106,3 +113,20 @@ else
   echo "$node_want" > "$node_stamp"
 fi
 say "node $(node --version), oidc-provider $(node -p "require('$IDP_DIR/node_modules/oidc-provider/package.json').version")"
+
+# --- cargo-fuzz (scripts/fuzz.sh: bounded fuzzing on the nightly toolchain) ----------------
+# libFuzzer is compiled from source by libfuzzer-sys, so a C++ compiler is needed too.
+command -v c++ >/dev/null || as_root_apt_install g++ \
+  || die "a C++ compiler (c++) is needed to build libFuzzer for scripts/fuzz.sh"
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+  say "nightly toolchain present ($(rustup run nightly rustc --version))"
+else
+  say "installing the nightly toolchain (minimal profile) for cargo-fuzz"
+  rustup toolchain install nightly --profile minimal >/dev/null
+fi
+if cargo fuzz --version >/dev/null 2>&1; then
+  say "$(cargo fuzz --version)"
+else
+  say "cargo install cargo-fuzz --locked"
+  cargo install cargo-fuzz --locked >/dev/null 2>&1 || die "cargo install cargo-fuzz failed"
+fi

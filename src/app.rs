@@ -343,6 +343,7 @@ impl Listeners {
         let http = crate::http::serve::serve(
             self.http,
             crate::http::check_router(app.clone()),
+            crate::http::serve::Limits::from_config(&app.config.server),
             wait(rx.clone()),
         );
         let grpc = crate::grpc::serve(self.grpc, app.clone(), wait(rx.clone()));

@@ -100,6 +100,14 @@ pub struct ServerConfig {
     /// Peers whose forwarded headers (`X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`) are read
     /// on the forward-auth endpoints. Empty (the default): nobody's.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Largest request head (request line and headers) on the check listeners; more is 431.
+    pub max_header_bytes: usize,
+    /// Largest request body a check may carry (Envoy's `with_request_body`); more is 413.
+    pub max_body_bytes: usize,
+    /// Open connections per check listener; beyond it, 503 (HTTP) or a closed connection (gRPC).
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection (HTTP h2c and gRPC listeners).
+    pub max_concurrent_streams: u32,
 }
 
 /// Forward auth for nginx `auth_request`, Caddy `forward_auth` and Traefik `forwardAuth`.
@@ -290,6 +298,10 @@ pub struct RawServer {
     pub path_prefix: String,
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Vec<String>,
+    pub max_header_bytes: u64,
+    pub max_body_bytes: u64,
+    pub max_connections: u64,
+    pub max_concurrent_streams: u64,
 }
 
 impl Default for RawServer {
@@ -302,6 +314,10 @@ impl Default for RawServer {
             proxy_prefix: "/oauth2".into(),
             path_prefix: String::new(),
             trusted_proxies: Vec::new(),
+            max_header_bytes: 256 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_connections: 10_000,
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -558,6 +574,20 @@ impl Config {
             };
         }
         if sources.use_env {
+            // The environment goes through the same figment parser (see `trips_figment_escape`):
+            // refuse such a variable by name instead of panicking inside figment.
+            for (name, value) in std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            {
+                if (name.starts_with("PORTCULLIS_") || name.starts_with("OAUTH2_PROXY_"))
+                    && trips_figment_escape(&value)
+                {
+                    return Err(ConfigError::new(
+                        &name,
+                        "a value with both a backslash and non-ASCII characters cannot be read from the environment; put it in the configuration file",
+                    ));
+                }
+            }
             fig = fig
                 .merge(Env::prefixed("OAUTH2_PROXY_").filter_map(|k| {
                     crate::compat::env_key(&k.as_str().to_ascii_lowercase()).map(Into::into)
@@ -575,9 +605,16 @@ impl Config {
             let (key, value) = set.split_once('=').ok_or_else(|| {
                 ConfigError::new("--set", format!("expected key=value, got {set:?}"))
             })?;
-            let value: figment::value::Value = value
-                .parse()
-                .unwrap_or_else(|_| figment::value::Value::from(value.to_string()));
+            // figment's value parser panics on a backslash escape after a non-ASCII character
+            // (figment 0.10.19 value/escape.rs slices by char index; found by
+            // fuzz/fuzz_targets/config.rs): such a value is taken as the plain string it is.
+            let value: figment::value::Value = if trips_figment_escape(value) {
+                figment::value::Value::from(value.to_string())
+            } else {
+                value
+                    .parse()
+                    .unwrap_or_else(|_| figment::value::Value::from(value.to_string()))
+            };
             fig = fig.merge((key.trim(), value));
         }
         fig.extract::<RawConfig>().map_err(figment_error)
@@ -749,14 +786,26 @@ fn oauth2_proxy_layer(path: &Path) -> Result<(Figment, Vec<String>), ConfigError
 }
 
 /// One line out of figment's error, naming the key.
+/// Whether figment's value parser would panic on `value`: a backslash escape after a
+/// non-ASCII character.
+fn trips_figment_escape(value: &str) -> bool {
+    value.contains('\\') && !value.is_ascii()
+}
+
 fn figment_error(err: figment::Error) -> ConfigError {
     let first = err.into_iter().next();
     match first {
         Some(e) => {
+            // An empty key segment (`"" = 1` in TOML) is shown as `""`, so the message always
+            // names something (found by fuzz/fuzz_targets/config.rs).
             let key = if e.path.is_empty() {
                 "config".to_string()
             } else {
-                e.path.join(".")
+                e.path
+                    .iter()
+                    .map(|s| if s.is_empty() { "\"\"" } else { s.as_str() })
+                    .collect::<Vec<_>>()
+                    .join(".")
             };
             let source = e
                 .metadata
@@ -841,6 +890,20 @@ fn validate_server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             .iter()
             .map(|s| parse_cidr(s))
             .collect::<Result<_, _>>()?,
+        max_header_bytes: in_range(
+            "server.max_header_bytes",
+            raw.max_header_bytes,
+            16 * 1024,
+            16 * 1024 * 1024,
+        )?,
+        max_body_bytes: in_range("server.max_body_bytes", raw.max_body_bytes, 0, 1 << 30)?,
+        max_connections: in_range("server.max_connections", raw.max_connections, 1, 1_000_000)?,
+        max_concurrent_streams: in_range(
+            "server.max_concurrent_streams",
+            raw.max_concurrent_streams,
+            1,
+            1_000_000,
+        )?,
     })
 }
 
@@ -896,6 +959,17 @@ fn validate_forward(raw: RawForward) -> Result<ForwardConfig, ConfigError> {
         auth_status,
         catch_all: raw.catch_all,
     })
+}
+
+/// `value` if it lies in `min..=max`, converted; else an error naming `key` and the range.
+fn in_range<T: TryFrom<u64>>(key: &str, value: u64, min: u64, max: u64) -> Result<T, ConfigError> {
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError::new(
+            key,
+            format!("must be between {min} and {max}, got {value}"),
+        ));
+    }
+    T::try_from(value).map_err(|_| ConfigError::new(key, "too large for this platform"))
 }
 
 /// Read a secret given inline or as a file; exactly one must be set when `required`.
@@ -1172,6 +1246,41 @@ fn validate_authz(raw: RawAuthz) -> Result<AuthzConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzz/fuzz_targets/config.rs: figment's value parser panicked on
+    /// `--set key="ab﹃x\\n"` (a backslash escape after a non-ASCII character).
+    #[test]
+    fn a_set_value_with_an_escape_after_non_ascii_does_not_panic() {
+        let sources = Sources {
+            sets: vec!["pages.footer=\"ab﹃x\\n\"".into()],
+            ..Sources::default()
+        };
+        let raw = Config::load_raw(&sources, Figment::new()).expect("taken as a string");
+        assert_eq!(raw.pages.footer, "\"ab﹃x\\n\"");
+        // The same escape in ASCII still goes through figment's parser.
+        let sources = Sources {
+            sets: vec!["pages.footer=\"ab\\tx\"".into()],
+            ..Sources::default()
+        };
+        let raw = Config::load_raw(&sources, Figment::new()).expect("parsed");
+        assert_eq!(raw.pages.footer, "ab\tx");
+    }
+
+    /// Found by fuzz/fuzz_targets/config.rs: `"" = 2` gave "invalid configuration: : unknown
+    /// field", naming no key.
+    #[test]
+    fn an_empty_key_is_named_in_the_error() {
+        use figment::providers::{Format, Toml};
+        for doc in ["\"\" = 2", "[server]\n\"\" = 1"] {
+            let err = Config::load_raw(&Sources::default(), Figment::from(Toml::string(doc)))
+                .expect_err(doc);
+            assert!(
+                !err.key.is_empty() && err.key.contains("\"\""),
+                "{doc}: {err}"
+            );
+            assert!(err.message.contains("unknown field"), "{doc}: {err}");
+        }
+    }
 
     const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 

@@ -39,6 +39,8 @@ pub fn canonical(path: &str) -> Result<String, Ambiguous> {
     }
     check_full_decode(path)?;
     let mut segments: Vec<String> = Vec::new();
+    // The same resolution keeping empty segments (RFC 3986 §5.2.4, WHATWG), for the check below.
+    let mut rfc: Vec<String> = Vec::new();
     for raw in path.split('/').skip(1) {
         // Path parameters: `/admin;x` is `/admin` to many servers.
         let raw = raw.split(';').next().unwrap_or("");
@@ -51,12 +53,25 @@ pub fn canonical(path: &str) -> Result<String, Ambiguous> {
         }
         let seg = decode_unreserved(raw)?;
         match seg.as_str() {
+            "." => {}
+            ".." => {
+                rfc.pop();
+            }
+            _ => rfc.push(seg.clone()),
+        }
+        match seg.as_str() {
             "" | "." => {}
             ".." => {
                 segments.pop();
             }
             _ => segments.push(seg),
         }
+    }
+    // `/admin//..` is `/` once `//` is merged first, but `/admin/` to RFC 3986 and WHATWG
+    // resolution (Envoy's normalize_path, browsers, most frameworks), where `..` only removes
+    // the empty segment. Two readings: ambiguous.
+    if !rfc.iter().filter(|s| !s.is_empty()).eq(segments.iter()) {
+        return Err(Ambiguous("dot-dot after an empty segment"));
     }
     let mut out = String::with_capacity(path.len());
     for s in &segments {
@@ -170,6 +185,29 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(canonical(input).as_deref(), Ok(want), "{input}");
         }
+    }
+
+    /// Found by fuzz/fuzz_targets/path.rs: merging `//` before resolving `..` read
+    /// `/admin//..` as `/`, where RFC 3986 / WHATWG resolution reads `/admin/`.
+    #[test]
+    fn dot_dot_after_an_empty_segment_is_ambiguous() {
+        for p in [
+            "/admin//..",
+            "/admin//../",
+            "/a/b//../..",
+            "/////////////$/.///..",
+            "/x//./..",
+        ] {
+            assert_eq!(
+                canonical(p),
+                Err(Ambiguous("dot-dot after an empty segment")),
+                "{p}"
+            );
+        }
+        // Empty segments that no `..` reaches, or `..` that removes a real segment, are fine.
+        assert_eq!(canonical("//admin/..").as_deref(), Ok("/"));
+        assert_eq!(canonical("/a//b/../c").as_deref(), Ok("/a/c"));
+        assert_eq!(canonical("/a/b/..//c").as_deref(), Ok("/a/c"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! allow. The v2 service is not registered: its path gets UNIMPLEMENTED (checklist 26).
 
 pub mod convert;
+pub mod limit;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +20,6 @@ use envoy_types::ext_authz::v3::pb::{
 };
 use http::Method;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 
@@ -87,11 +87,14 @@ pub async fn serve(
     let ready = tokio::spawn(report_ready(reporter, app.clone()));
     let authz = AuthorizationServer::new(AuthzService::new(app.clone()))
         .max_decoding_message_size(app.config.server.grpc_max_message_bytes);
+    let limits = &app.config.server;
     let served = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .add_service(health)
         .add_service(authz)
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            limit::LimitedIncoming::new(listener, limits.max_connections),
             shutdown,
         )
         .await;

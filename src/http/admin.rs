@@ -137,7 +137,22 @@ async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
         .as_ref()
         .map(|b| b.not_ready())
         .unwrap_or_default();
-    if missing.is_empty() {
+    let degraded = app
+        .bearers
+        .as_ref()
+        .map(|b| b.degraded())
+        .unwrap_or_default();
+    if missing.is_empty() && !degraded.is_empty() {
+        // Still serving: tokens verify with the last good keys. Taking the replica out of
+        // rotation would not help (every replica sees the same JWKS endpoint).
+        (
+            StatusCode::OK,
+            format!(
+                "ready (degraded: JWKS fetch failing for {}; verifying with the last good keys)\n",
+                degraded.join(", ")
+            ),
+        )
+    } else if missing.is_empty() {
         (StatusCode::OK, "ready\n".into())
     } else {
         (

@@ -16,16 +16,15 @@ use crate::authz::decision::{Body, Outcome};
 use crate::authz::input::CheckInput;
 use crate::authz::{self};
 
-/// Bytes of a forwarded request body read (and discarded) at most; beyond this the connection
-/// is not kept alive. Envoy forwards bodies only with `with_request_body`.
-const MAX_DRAIN: usize = 16 * 1024 * 1024;
-
-/// Answer one check.
+/// Answer one check. A forwarded body (Envoy's `with_request_body`) is read and dropped; one
+/// over `server.max_body_bytes` is answered 413 without reading the rest.
 pub async fn check(State(app): State<Arc<App>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    drain(body).await;
-    let input = to_input(&app, &parts);
     let head = parts.method == Method::HEAD;
+    if let Some(too_large) = drain_within_limit(&app, &parts, body).await {
+        return too_large;
+    }
+    let input = to_input(&app, &parts);
     match authz::check(&app, &input).await {
         Ok(outcome) => render(outcome, head),
         Err(e) => render(Outcome::Reply(app.error_reply(&e, &input)), head),
@@ -112,20 +111,51 @@ pub fn render_with(outcome: Outcome, head: bool, allow_status: StatusCode) -> Re
     response
 }
 
-/// Read and drop the request body so the connection stays reusable.
-pub(crate) async fn drain(mut body: AxumBody) {
+/// Read and drop a forwarded body (Envoy's `with_request_body`, or whatever a forward-auth proxy
+/// sends); `Some(413 answer)` when it is over `server.max_body_bytes`, without reading the rest.
+pub(crate) async fn drain_within_limit(
+    app: &App,
+    parts: &http::request::Parts,
+    body: AxumBody,
+) -> Option<Response> {
+    let max = app.config.server.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) || !drain(body, max).await {
+        tracing::info!(max_body_bytes = max, "check body over the limit: 413");
+        let body = Body::text(format!(
+            "payload too large: the request body is over {max} bytes\n"
+        ));
+        return Some(render(
+            Outcome::Reply(crate::authz::decision::Reply::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                body,
+            )),
+            parts.method == Method::HEAD,
+        ));
+    }
+    None
+}
+
+/// Read and drop the request body so the connection stays reusable; `false` once more than
+/// `max` bytes came (the rest is left unread and hyper closes the connection after answering).
+async fn drain(mut body: AxumBody, max: usize) -> bool {
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
                 if let Some(d) = f.data_ref() {
-                    seen += d.len();
+                    seen = seen.saturating_add(d.len());
                 }
-                if seen > MAX_DRAIN {
-                    return;
+                if seen > max {
+                    return false;
                 }
             }
-            Err(_) => return,
+            Err(_) => return true,
         }
     }
+    true
 }

@@ -74,7 +74,9 @@ pub async fn check(State(app): State<Arc<App>>, mode: Mode, request: Request) ->
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let (parts, body) = request.into_parts();
-    ext_authz::drain(body).await;
+    if let Some(too_large) = ext_authz::drain_within_limit(&app, &parts, body).await {
+        return too_large;
+    }
     let trusted = peer.is_some_and(|ip| trusts(&app.config.server.trusted_proxies, ip));
     let input = to_input(&app, mode, trusted, &parts);
     if !trusted && has_forwarded(&parts.headers) {

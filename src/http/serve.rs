@@ -4,9 +4,21 @@
 //! knowledge) are both served, with graceful shutdown. Every request carries its connection's
 //! peer address (`axum::extract::ConnectInfo<SocketAddr>`): forwarded headers are read only
 //! from peers in `server.trusted_proxies`.
+//!
+//! Resource limits (`server.max_*`, docs/configuration.md "Resource limits"):
+//! * a request head over `max_header_bytes` gets **431** (HTTP/1.1 from hyper's parser, h2
+//!   from the SETTINGS_MAX_HEADER_LIST_SIZE check);
+//! * a forwarded body over `max_body_bytes` gets **413** (`ext_authz::check`);
+//! * a connection beyond `max_connections` open ones is served a **503** (`connection: close`)
+//!   for each request and closed, so Envoy's failure mode applies instead of a hang; past a
+//!   further [`OVERLOAD_CONNECTIONS`] such connections new ones are closed at once;
+//! * an h2 connection carries at most `max_concurrent_streams` streams at a time (advertised
+//!   in SETTINGS; a client that opens more gets REFUSED_STREAM).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -18,30 +30,67 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Header fields accepted per request (hyper's default is 100; Envoy's limit is 100, plus the
 /// few it adds itself).
 pub const MAX_HEADERS: usize = 256;
-/// Bytes of request head buffered (Envoy's default header limit is 60 KiB).
-pub const MAX_HEAD_BYTES: usize = 256 * 1024;
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
+/// Connections over `max_connections` that are answered 503 at the same time; beyond this they
+/// are closed without an answer.
+pub const OVERLOAD_CONNECTIONS: usize = 64;
+/// How long an over-the-limit connection is kept to deliver its 503s.
+const OVERLOAD_LINGER: Duration = Duration::from_secs(5);
+
+/// The check listener's limits (from `server.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
+}
+
+impl Limits {
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        Self {
+            max_header_bytes: server.max_header_bytes,
+            max_connections: server.max_connections,
+            max_concurrent_streams: server.max_concurrent_streams,
+        }
+    }
+}
 
 /// Serve `router` on `listener` until `shutdown` resolves, then drain.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .max_headers(MAX_HEADERS)
-        .max_buf_size(MAX_HEAD_BYTES)
+        .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     builder
         .http2()
-        .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams);
+    let mut overload_builder = Builder::new(TokioExecutor::new());
+    overload_builder
+        .http1()
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(false);
+    overload_builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams);
+    let overload_builder = Arc::new(overload_builder);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let overloaded = Arc::new(Semaphore::new(OVERLOAD_CONNECTIONS));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -57,6 +106,27 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    let Ok(permit) = overloaded.clone().try_acquire_owned() else {
+                        tracing::warn!("connection limit and overload backlog reached; closing a new connection");
+                        drop(stream);
+                        continue;
+                    };
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached; answering 503"
+                    );
+                    let builder = overload_builder.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(|_req| async {
+                            Ok::<_, Infallible>(overloaded_response())
+                        });
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        let _ = tokio::time::timeout(OVERLOAD_LINGER, conn).await;
+                        drop(permit);
+                    });
+                    continue;
+                };
                 let service = with_peer(router.clone(), peer);
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -66,6 +136,7 @@ pub async fn serve(
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,
@@ -96,4 +167,26 @@ fn with_peer(
         let mut router = router.clone();
         async move { router.call(request).await }
     })
+}
+
+/// The answer on a connection over the limit: 503, so Envoy applies its failure mode (and
+/// retries another replica when configured to).
+fn overloaded_response() -> http::Response<axum::body::Body> {
+    let body = "service unavailable: too many connections\n";
+    let mut r = http::Response::new(axum::body::Body::from(body));
+    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    h.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    r
 }

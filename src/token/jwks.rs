@@ -61,6 +61,8 @@ pub struct IssuerKeys {
     pub config: BearerIssuer,
     keys: RwLock<Arc<KeySet>>,
     loaded: AtomicBool,
+    /// The last fetch failed (keys, if any, are the last good ones): readiness says "degraded".
+    failing: AtomicBool,
     /// Bumped by every successful fetch; lets waiters see that someone else just fetched.
     generation: AtomicU64,
     /// Held for the whole of a fetch: single flight.
@@ -78,6 +80,7 @@ impl IssuerKeys {
             config,
             keys: RwLock::new(Arc::new(KeySet::default())),
             loaded: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         }
     }
@@ -93,6 +96,11 @@ impl IssuerKeys {
     /// Whether keys were ever loaded.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Whether the most recent fetch failed.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
     }
 
     pub fn generation(&self) -> u64 {
@@ -143,6 +151,12 @@ impl IssuerKeys {
     }
 
     async fn fetch_locked(&self, state: &mut FetchState, f: &Fetcher) -> Result<(), JwksError> {
+        let result = self.fetch_inner(state, f).await;
+        self.failing.store(result.is_err(), Ordering::Release);
+        result
+    }
+
+    async fn fetch_inner(&self, state: &mut FetchState, f: &Fetcher) -> Result<(), JwksError> {
         let uri = match &state.jwks_uri {
             Some(u) => u.clone(),
             None => {

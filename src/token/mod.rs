@@ -134,6 +134,16 @@ impl Bearers {
             .collect()
     }
 
+    /// Issuers whose keys loaded once but whose last fetch failed: still verifying with the
+    /// last good keys (readiness reports them as degraded, not as down).
+    pub fn degraded(&self) -> Vec<String> {
+        self.issuers
+            .iter()
+            .filter(|i| i.is_loaded() && i.is_failing())
+            .map(|i| i.config.issuer.clone())
+            .collect()
+    }
+
     /// Verify one JWS-shaped token at `now`.
     pub async fn verify(&self, token: &str, now: i64) -> Verdict {
         self.stats.verifications.fetch_add(1, Ordering::Relaxed);

@@ -80,6 +80,7 @@ class Envoy:
         template: Path = HTTP_TEMPLATE,
         authz_authority: str = "portcullis",
         more_authz_ports: list[int] | None = None,
+        extra: dict | None = None,
     ):
         self.work_dir = Path(work_dir)
         self.name = name
@@ -95,6 +96,7 @@ class Envoy:
             PATH_PREFIX=path_prefix,
             AUTHZ_TIMEOUT=authz_timeout,
             AUTHZ_AUTHORITY=authz_authority,
+            **(extra or {}),
         )
         if more_authz_ports:
             # More endpoints in the ext_authz cluster (replicas; Envoy's default round robin).
@@ -106,8 +108,8 @@ class Envoy:
                 indent[:-2] + "address:",
                 indent + "socket_address: {address: 127.0.0.1, port_value: %d}",
             ])
-            extra = "".join("\n" + endpoint % p for p in more_authz_ports)
-            bootstrap = bootstrap.replace(line, line + extra, 1)
+            added = "".join("\n" + endpoint % p for p in more_authz_ports)
+            bootstrap = bootstrap.replace(line, line + added, 1)
         self.config_path.write_text(bootstrap)
         self.service = Service(
             name,

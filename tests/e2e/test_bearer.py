@@ -5,11 +5,14 @@ access token (aud = the API resource), which portcullis verifies against the pro
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 
 import pytest
 import requests
+
+from browser import jwt_claims
 
 from conftest import _new_stack_dir
 from parts import Stack
@@ -127,3 +130,14 @@ def test_jwks_endpoint_down_does_not_break_tokens_with_cached_keys(own_bstack):
     r = api_get(own_bstack, second)  # not in the token cache: verified with the cached keys
     assert r.status_code == 200, r.text[:300]
     assert json.loads(r.text)["headers"]["x-auth-request-user"] == SERVICE_ID
+    # A token naming a key we do not have makes portcullis refetch the JWKS, which fails:
+    # readiness reports that, but stays up (the cached keys still work); nothing else changes.
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256","kid":"rotated-away"}').rstrip(b"=").decode()
+    claims = dict(jwt_claims(second))
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    r = api_get(own_bstack, f"{header}.{body}.c2ln")
+    assert r.status_code == 401, r.text[:300]
+    ready = requests.get(own_bstack.portcullis.admin_url + "/readyz", timeout=5)
+    assert ready.status_code == 200, ready.text
+    assert "degraded" in ready.text and claims["iss"] in ready.text, ready.text
+    assert api_get(own_bstack, second).status_code == 200

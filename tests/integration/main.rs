@@ -7,6 +7,7 @@ mod bearer;
 mod cli;
 mod forward;
 mod grpc;
+mod limits;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod refresh;
