@@ -235,6 +235,9 @@ pub fn init_tracing(level: &str, json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a terminal: not in log files or collectors (and formatting
+        // them was a measurable share of each check's span).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // A second initialisation (tests) is not an error worth reporting.
     let _ = if json {

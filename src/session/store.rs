@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 use crate::authz::input::CheckInput;
 use crate::config::CookieConfig;
 use crate::error::Error;
+use crate::session::cache::SessionCache;
 use crate::session::cookie::CookieCodec;
 use crate::session::{PendingLogin, Session};
 
@@ -25,6 +26,8 @@ pub struct SessionCookies {
     max_pending: usize,
     /// Path of pending-login cookies: only `<proxy_prefix>/…` needs them.
     csrf_path: String,
+    /// Sessions already opened, by sealed value (see `cache.rs`; revocation must clear it).
+    pub cache: SessionCache,
 }
 
 /// Characters of the state used in a pending-login cookie's name.
@@ -43,6 +46,7 @@ impl SessionCookies {
             csrf_expire_secs: i64::try_from(cfg.csrf_expire.as_secs()).unwrap_or(900),
             max_pending: cfg.max_pending_logins,
             csrf_path: proxy_prefix.to_string(),
+            cache: SessionCache::default(),
         }
     }
 
@@ -55,7 +59,11 @@ impl SessionCookies {
     /// oversized cookies all read as "no session".
     pub fn load(&self, input: &CheckInput, now: i64) -> Option<Session> {
         let sealed = self.codec.join(&self.name, |n| input.cookie(n))?;
+        if let Some(session) = self.cache.get(&sealed, now) {
+            return Some(session);
+        }
         let session: Session = self.codec.open(&self.name, &sealed)?;
+        self.cache.insert(&sealed, &session, now);
         session.is_valid_at(now).then_some(session)
     }
 
