@@ -47,5 +47,6 @@ for round in $(seq "$ROUNDS"); do
     "accept: text/html"
 done
 echo
+echo "session cookie: ${#NEW_COOKIE} bytes (name=value)"
 echo "RSS of portcullis after the run: $(rss "$NEW_PID") (dev mode: proxy + development issuer in one process)"
 footer
