@@ -29,6 +29,7 @@ start_dev "$BIN" NEW
 if [ -n "${BEFORE_BIN:-}" ]; then start_dev "$BEFORE_BIN" OLD; fi
 if [ -n "${PRELOAD:-}" ]; then LD_PRELOAD="$PRELOAD" start_dev "$BIN" PRE; fi
 wait_http "http://127.0.0.1:$F/"
+RSS_IDLE=$(rss "$NEW_PID")
 
 header
 for round in $(seq "$ROUNDS"); do
@@ -48,5 +49,5 @@ for round in $(seq "$ROUNDS"); do
 done
 echo
 echo "session cookie: ${#NEW_COOKIE} bytes (name=value)"
-echo "RSS of portcullis after the run: $(rss "$NEW_PID") (dev mode: proxy + development issuer in one process)"
+echo "RSS of portcullis idle (after one login): $RSS_IDLE; after the run: $(rss "$NEW_PID") (dev mode: proxy + development issuer in one process)"
 footer
