@@ -156,9 +156,11 @@ impl CheckInput {
         if accept.peek().is_none() {
             return false;
         }
-        !accept
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.to_ascii_lowercase().contains("text/html"))
+        !accept.any(|v| {
+            v.as_bytes()
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+        })
     }
 
     /// The credential of an `Authorization: Bearer <token>` header (scheme case-insensitive,
@@ -240,7 +242,17 @@ pub fn request_id(headers: &HeaderMap) -> String {
                 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
         .map(str::to_string)
-        .unwrap_or_else(crate::session::random_id)
+        .unwrap_or_else(fresh_request_id)
+}
+
+/// A random request id (16 bytes, URL-safe base64). Not a secret, so it comes from the
+/// thread-local CSPRNG instead of a system call to the OS RNG on every request.
+fn fresh_request_id() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 /// Parse every `cookie` header. Browsers separate pairs with `; `; Envoy's HTTP ext_authz joins
@@ -249,8 +261,16 @@ pub fn request_id(headers: &HeaderMap) -> String {
 fn parse_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for value in headers.get_all(http::header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
-        for piece in text.split([';', ',']) {
+        // UTF-8 rather than `to_str`'s visible-ASCII test, which goes byte by byte over a
+        // kilobytes-long session cookie; the cookie parser and the codec reject what is not
+        // a cookie.
+        let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
+            continue;
+        };
+        // Two single-byte splits rather than one split on a set of chars: each runs a
+        // word-at-a-time memchr, where a char-set split tests every character of a session
+        // cookie that is kilobytes long (it was a quarter of a check's instructions).
+        for piece in text.split(';').flat_map(|p| p.split(',')) {
             let piece = piece.trim();
             if piece.is_empty() {
                 continue;

@@ -29,18 +29,29 @@ use input::CheckInput;
 pub async fn check(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     use tracing::Instrument;
     let started = std::time::Instant::now();
-    // Every log line of this check carries the request id and, when the gateway propagates W3C
-    // trace context, the trace id, so logs join the mesh's traces.
-    // With OTLP export the span is exported as a child of the caller's (`traceparent`).
-    let span = tracing::info_span!(
-        "check",
-        request_id = %input.request_id,
-        trace_id = input.trace_id().unwrap_or_default(),
-        adapter = input.adapter,
-        otel.kind = "server",
-        outcome = tracing::field::Empty,
-        reason = tracing::field::Empty,
-    );
+    // When the gateway propagates W3C trace context, every log line of this check carries the
+    // trace id (and the request id), so logs join the mesh's traces; with OTLP export the span
+    // is exported as a child of the caller's (`traceparent`). Without either, the span is
+    // debug-level: each log line names its request id itself, and formatting an info span's
+    // fields was about a tenth of a valid-cookie check's instructions (bench/README.md).
+    macro_rules! check_span {
+        ($level:ident) => {
+            tracing::$level!(
+                "check",
+                request_id = %input.request_id,
+                trace_id = input.trace_id().unwrap_or_default(),
+                adapter = input.adapter,
+                otel.kind = "server",
+                outcome = tracing::field::Empty,
+                reason = tracing::field::Empty,
+            )
+        };
+    }
+    let span = if input.trace_id().is_some() || app.config.tracing.otlp_endpoint.is_some() {
+        check_span!(info_span)
+    } else {
+        check_span!(debug_span)
+    };
     crate::telemetry::join_caller_trace(&span, input);
     let result = answer(app, input).instrument(span.clone()).await;
     let (outcome, reason) = classify(app, input, &result);

@@ -21,7 +21,7 @@ pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         return ext_authz::check(State(app), request).await;
     }
     let (parts, body) = request.into_parts();
-    let input = ext_authz::to_input(&app, &parts);
+    let input = ext_authz::to_input(&app, parts);
     let form = http_body_util::Limited::new(body, MAX_BODY).collect().await;
     let token = form.ok().and_then(|b| {
         url::form_urlencoded::parse(&b.to_bytes())

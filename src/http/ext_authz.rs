@@ -24,15 +24,16 @@ pub async fn check(State(app): State<Arc<App>>, request: Request) -> Response {
     if let Some(too_large) = drain_within_limit(&app, &parts, body).await {
         return too_large;
     }
-    let input = to_input(&app, &parts);
+    let input = to_input(&app, parts);
     match authz::check(&app, &input).await {
         Ok(outcome) => render(outcome, head),
         Err(e) => render(Outcome::Reply(app.error_reply(&e, &input)), head),
     }
 }
 
-/// Build the neutral input: strip `server.path_prefix`, take Host, keep the raw query.
-pub fn to_input(app: &App, parts: &http::request::Parts) -> CheckInput {
+/// Build the neutral input: strip `server.path_prefix`, take Host, keep the raw query. The
+/// request's headers move into the input (no copy).
+pub fn to_input(app: &App, parts: http::request::Parts) -> CheckInput {
     let target = parts
         .uri
         .path_and_query()
@@ -60,13 +61,7 @@ pub fn to_input(app: &App, parts: &http::request::Parts) -> CheckInput {
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_default();
     let request_id = crate::authz::input::request_id(&parts.headers);
-    let mut input = CheckInput::new(
-        parts.method.clone(),
-        &host,
-        &target,
-        parts.headers.clone(),
-        request_id,
-    );
+    let mut input = CheckInput::new(parts.method, &host, &target, parts.headers, request_id);
     input.path_prefix_ok = prefix_ok;
     input
 }
@@ -95,6 +90,8 @@ pub fn render_with(outcome: Outcome, head: bool, allow_status: StatusCode) -> Re
     });
     *response.status_mut() = status;
     let h = response.headers_mut();
+    // One allocation for every header of the answer instead of growing (and rehashing) twice.
+    h.reserve(headers.len() + cookies.len() + 2);
     for (name, value) in headers {
         h.insert(name, value);
     }

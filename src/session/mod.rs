@@ -1,6 +1,7 @@
 //! Sessions: what a login leaves behind, and the pending-login record between `/start` and
 //! `/callback`. Stored in AES-GCM encrypted cookies (`cookie.rs`, `store.rs`).
 
+pub mod cache;
 pub mod cookie;
 pub mod redis;
 pub mod server;

@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 use crate::authz::input::CheckInput;
 use crate::config::CookieConfig;
 use crate::error::Error;
+use crate::session::cache::SessionCache;
 use crate::session::cookie::CookieCodec;
 use crate::session::{PendingLogin, Session, StoreStats};
 
@@ -27,6 +28,8 @@ pub struct SessionCookies {
     csrf_path: String,
     /// Operations by outcome, for `portcullis_session_operations_total`.
     pub stats: std::sync::Arc<StoreStats>,
+    /// Sessions already opened, by sealed value (see `cache.rs`; revocation must clear it).
+    pub cache: SessionCache,
 }
 
 /// Characters of the state used in a pending-login cookie's name.
@@ -46,6 +49,7 @@ impl SessionCookies {
             max_pending: cfg.max_pending_logins,
             csrf_path: proxy_prefix.to_string(),
             stats: Default::default(),
+            cache: SessionCache::default(),
         }
     }
 
@@ -58,16 +62,23 @@ impl SessionCookies {
     /// oversized cookies all read as "no session".
     pub fn load(&self, input: &CheckInput, now: i64) -> Option<Session> {
         let s = &self.stats;
-        if self.codec.join(&self.name, |n| input.cookie(n)).is_none() {
+        let Some(sealed) = self.codec.join(&self.name, |n| input.cookie(n)) else {
             // A cookie (or first chunk) that does not join reads as invalid, none as absent.
             let any = input.cookie(&self.name).is_some()
                 || input.cookie(&format!("{}_0", self.name)).is_some();
             StoreStats::inc(if any { &s.load_invalid } else { &s.load_absent });
             return None;
-        }
-        let Some(session) = self.open_value::<Session>(input) else {
-            StoreStats::inc(&s.load_invalid);
-            return None;
+        };
+        let session = match self.cache.get(&sealed, now) {
+            Some(session) => session,
+            None => {
+                let Some(session) = self.codec.open::<Session>(&self.name, &sealed) else {
+                    StoreStats::inc(&s.load_invalid);
+                    return None;
+                };
+                self.cache.insert(&sealed, &session, now);
+                session
+            }
         };
         let valid = session.is_valid_at(now);
         StoreStats::inc(if valid {

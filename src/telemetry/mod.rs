@@ -42,7 +42,11 @@ pub fn init(
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        // Colour codes only for a terminal: not in log files or collectors (and formatting
+        // them was a measurable share of each check's span).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     let fmt = if log.json {
         fmt.json().with_filter(filter).boxed()
     } else {
