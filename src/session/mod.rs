@@ -3,6 +3,7 @@
 
 pub mod cookie;
 pub mod redis;
+pub mod refresh_lock;
 pub mod server;
 pub mod sessions;
 pub mod store;
