@@ -40,8 +40,8 @@ pub struct App {
     pub bearers: Option<Arc<Bearers>>,
     /// How users appear in logs (`log.include_user`).
     pub log_users: LogUsers,
-    /// Single flight of token refreshes. A cross-replica lock plugs in here
-    /// (`Refresher::new(wait, Some(lock))`) once sessions live in a shared store.
+    /// Single flight of token refreshes; with the Redis store, across replicas too (a Redis
+    /// lock, `Sessions::refresh_lock`).
     pub refresher: Refresher,
     /// The login issuer's keys for back-channel logout tokens; `None` without Redis (there is
     /// nothing to revoke server-side then).
@@ -86,7 +86,9 @@ impl App {
             None
         };
         // A refresh is a token call and maybe a userinfo call, each bounded by http_timeout.
-        let refresher = Refresher::new(config.oidc.http_timeout * 2 + Duration::from_secs(1), None);
+        // With the Redis store, a Redis lock makes it one refresh across replicas.
+        let refresh_wait = config.oidc.http_timeout * 2 + Duration::from_secs(1);
+        let refresher = Refresher::new(refresh_wait, sessions.refresh_lock(refresh_wait));
         Ok(Self {
             log_users: LogUsers::new(config.log.include_user, &config.cookie.key),
             refresher,

@@ -82,6 +82,17 @@ impl DevIdp {
         }
     }
 
+    /// Another handle on this running issuer (same state and counters) that does not stop it
+    /// when dropped: for a second proxy replica in tests.
+    pub fn shared(&self) -> DevIdp {
+        DevIdp {
+            issuer: self.issuer.clone(),
+            addr: self.addr,
+            stop: None,
+            state: self.state.clone(),
+        }
+    }
+
     /// Stop serving.
     pub fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {

@@ -165,7 +165,8 @@ impl Metrics {
 
     /// A session's refresh step: `refreshed` (new tokens), `ended` (the IdP refused the refresh
     /// token: signed out), `failed` (the IdP could not be asked), `joined` (another check's
-    /// refresh answered this one), `timeout` (waited too long for it), `expired` (tokens
+    /// refresh answered this one), `reloaded` (another replica refreshed it: reloaded from
+    /// the shared store), `timeout` (waited too long for it), `expired` (tokens
     /// expired without a refresh token: signed out).
     pub fn refresh(&self, result: &'static str) {
         self.refreshes.get_or_create(&ResultLabels { result }).inc();

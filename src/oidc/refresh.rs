@@ -9,9 +9,10 @@
 //!   request that still carries the old cookie (sent before the browser saw the new one) gets
 //!   the refreshed session instead of replaying a refresh token that the IdP rotated — which
 //!   IdPs with reuse detection answer by revoking the whole grant.
-//! - **Across replicas.** [`RefreshLock`] is the hook for a shared lock (e.g. Redis): with
-//!   one, the leader takes it, reloads the session from the shared store and refreshes only if
-//!   no other replica did meanwhile.
+//! - **Across replicas.** [`RefreshLock`] is the hook for a shared lock; the Redis store
+//!   plugs one in (`session::refresh_lock`): the leader takes it, reloads the session from
+//!   Redis with the request's ticket and refreshes only if no other replica did meanwhile.
+//!   Cookie sessions have no shared record to reload: one refresh per process.
 //! - **Hard end.** A refresh never moves `created_at` or `expires_at`: the session ends at
 //!   `cookie.expire` after the login whatever the IdP says.
 //! - `invalid_grant` (revoked, expired or reused refresh token) ends the session. A session
@@ -113,9 +114,10 @@ pub async fn refresh(
         Due::Refresh => {}
     }
     let ctx = Ctx::new(app);
+    let ticket = app.sessions.ticket(input);
     let flight = app
         .refresher
-        .single_flight(&session, move |s| ctx.exchange(s))
+        .single_flight(&session, ticket, move |s| ctx.exchange(s))
         .await;
     let failure = match flight {
         Some((Flight::Refreshed(fresh), role)) => {
@@ -129,6 +131,18 @@ pub async fn refresh(
             let fresh = Session::clone(&fresh);
             let cookies = app.sessions.save(&fresh, input).await?;
             return Ok((Some(fresh), cookies));
+        }
+        Some((Flight::Reloaded(stored), role)) => {
+            // Another replica refreshed it and saved it in the shared store, which the
+            // browser's ticket already opens: nothing to save, no cookie to send.
+            app.metrics.refresh(match role {
+                Role::Leader => "reloaded",
+                Role::Joined => "joined",
+            });
+            if role == Role::Leader {
+                tracing::info!(request_id = %input.request_id, session_id = %stored.id, "session refreshed by another replica; reloaded");
+            }
+            return Ok((Some(Session::clone(&stored)), Vec::new()));
         }
         Some((Flight::Ended(why), role)) => {
             if role == Role::Leader {

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::session::server::Ticket;
+
 const NOW: i64 = 1_800_000_000;
 
 fn policy() -> RefreshPolicy {
@@ -151,7 +153,7 @@ async fn fifty_concurrent_checks_make_one_refresh() {
     for _ in 0..50 {
         let (r, calls, s) = (r.clone(), calls.clone(), s.clone());
         tasks.push(tokio::spawn(async move {
-            r.single_flight(&s, move |s| async move {
+            r.single_flight(&s, None, move |s| async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 refreshed(&s, "rt-2")
@@ -172,7 +174,7 @@ async fn fifty_concurrent_checks_make_one_refresh() {
     // A late check with the old cookie reuses the result instead of replaying rt-1.
     let calls2 = calls.clone();
     let (late, role) = r
-        .single_flight(&s, move |s| async move {
+        .single_flight(&s, None, move |s| async move {
             calls2.fetch_add(1, Ordering::SeqCst);
             refreshed(&s, "rt-3")
         })
@@ -185,7 +187,7 @@ async fn fifty_concurrent_checks_make_one_refresh() {
     let mut next = s.clone();
     next.refresh_token = Some("rt-2".into());
     let (f, role) = r
-        .single_flight(&next, |s| async move { refreshed(&s, "rt-3") })
+        .single_flight(&next, None, |s| async move { refreshed(&s, "rt-3") })
         .await
         .expect("answered");
     assert_eq!(role, Role::Leader);
@@ -196,7 +198,7 @@ async fn fifty_concurrent_checks_make_one_refresh() {
 async fn waiting_is_bounded() {
     let r = Refresher::new(Duration::from_millis(50), None);
     let answer = r
-        .single_flight(&session(), |s| async move {
+        .single_flight(&session(), None, |s| async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
             refreshed(&s, "never")
         })
@@ -235,7 +237,11 @@ async fn a_shared_lock_makes_one_refresh_across_replicas() {
                 *shared.held.lock().expect("held") = false;
             })
         }
-        fn reload(&self, session: Session) -> BoxFuture<'static, Result<Option<Session>, Error>> {
+        fn reload(
+            &self,
+            session: Session,
+            _ticket: Option<Ticket>,
+        ) -> BoxFuture<'static, Result<Option<Session>, Error>> {
             let shared = self.0.clone();
             Box::pin(async move {
                 Ok(shared
@@ -244,6 +250,21 @@ async fn a_shared_lock_makes_one_refresh_across_replicas() {
                     .expect("store")
                     .get(&session.id)
                     .cloned())
+            })
+        }
+        fn store(
+            &self,
+            session: Arc<Session>,
+            _ticket: Option<Ticket>,
+        ) -> BoxFuture<'static, Result<(), Error>> {
+            let shared = self.0.clone();
+            Box::pin(async move {
+                shared
+                    .store
+                    .lock()
+                    .expect("store")
+                    .insert(session.id.clone(), Session::clone(&session));
+                Ok(())
             })
         }
     }
@@ -257,29 +278,30 @@ async fn a_shared_lock_makes_one_refresh_across_replicas() {
     let a = Refresher::new(Duration::from_secs(5), Some(Arc::new(Lock(shared.clone()))));
     let b = Refresher::new(Duration::from_secs(5), Some(Arc::new(Lock(shared.clone()))));
     let calls = Arc::new(AtomicUsize::new(0));
-    let exchange = |calls: Arc<AtomicUsize>, store: Arc<Shared>| {
+    // The exchange does not write the store: the lock's `store` does, before release.
+    let exchange = |calls: Arc<AtomicUsize>| {
         move |s: Session| async move {
             calls.fetch_add(1, Ordering::SeqCst);
-            let f = refreshed(&s, "rt-2");
-            if let Flight::Refreshed(n) = &f {
-                store
-                    .store
-                    .lock()
-                    .expect("store")
-                    .insert(n.id.clone(), Session::clone(n));
-            }
-            f
+            // Slow, so the other replica really waits on the lock.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            refreshed(&s, "rt-2")
         }
     };
     let (fa, fb) = tokio::join!(
-        a.single_flight(&s, exchange(calls.clone(), shared.clone())),
-        b.single_flight(&s, exchange(calls.clone(), shared.clone())),
+        a.single_flight(&s, None, exchange(calls.clone())),
+        b.single_flight(&s, None, exchange(calls.clone())),
     );
+    let (mut refreshed_here, mut reloaded) = (0, 0);
     for (f, _) in [fa.expect("a"), fb.expect("b")] {
-        assert!(
-            matches!(f, Flight::Refreshed(ref n) if n.refresh_token.as_deref() == Some("rt-2"))
-        );
+        match f {
+            Flight::Refreshed(n) if n.refresh_token.as_deref() == Some("rt-2") => {
+                refreshed_here += 1
+            }
+            Flight::Reloaded(n) if n.refresh_token.as_deref() == Some("rt-2") => reloaded += 1,
+            other => panic!("unexpected {other:?}"),
+        }
     }
+    assert_eq!((refreshed_here, reloaded), (1, 1));
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,

@@ -15,6 +15,7 @@ use sha2::Digest;
 use tokio::sync::watch;
 
 use crate::error::Error;
+use crate::session::server::Ticket;
 use crate::session::Session;
 
 /// A finished refresh is reused this long by checks of the same session that carry the old
@@ -33,6 +34,9 @@ const LOCK_TTL: Duration = Duration::from_secs(30);
 pub enum Flight {
     /// New tokens (and possibly a new identity from the new ID token).
     Refreshed(Arc<Session>),
+    /// Another replica refreshed the session while this one waited for the shared lock: the
+    /// session as the shared store holds it (already saved there).
+    Reloaded(Arc<Session>),
     /// The IdP refused the refresh token (`invalid_grant` …), or the shared store no longer
     /// has the session: signed out.
     Ended(&'static str),
@@ -54,13 +58,29 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// runs per session across the fleet. Only meaningful with a server-side session store:
 /// [`RefreshLock::reload`] must return the session as the shared store holds it.
 pub trait RefreshLock: Send + Sync {
-    /// Take the lock named `key` for at most `ttl`, waiting while another holder has it.
-    /// `Ok(true)`: taken (call `release` afterwards); `Ok(false)`: still held elsewhere.
+    /// Take the lock named `key` for at most `ttl`, waiting (a bounded time) while another
+    /// holder has it. `Ok(true)`: taken (call `release` afterwards); `Ok(false)`: still held
+    /// elsewhere when the wait ran out.
     fn acquire(&self, key: String, ttl: Duration) -> BoxFuture<'static, Result<bool, Error>>;
     /// Give the lock back.
     fn release(&self, key: String) -> BoxFuture<'static, ()>;
     /// The session as the shared store holds it now; `None` when it is gone (revoked).
-    fn reload(&self, session: Session) -> BoxFuture<'static, Result<Option<Session>, Error>>;
+    /// `ticket` is what the request carried to find and open the stored record (the Redis
+    /// store seals each record with the ticket's key, which the session itself does not hold);
+    /// `None` when the request carried none.
+    fn reload(
+        &self,
+        session: Session,
+        ticket: Option<Ticket>,
+    ) -> BoxFuture<'static, Result<Option<Session>, Error>>;
+    /// Put the freshly refreshed session into the shared store, before the lock is released:
+    /// the next holder's `reload` must see it (the check that asked for the refresh saves it
+    /// again afterwards, which is harmless).
+    fn store(
+        &self,
+        session: Arc<Session>,
+        ticket: Option<Ticket>,
+    ) -> BoxFuture<'static, Result<(), Error>>;
 }
 
 /// The single-flight table: session (and refresh token) → the refresh under way or just done.
@@ -101,10 +121,12 @@ impl Refresher {
 
     /// Run `exchange` for `session` unless a refresh of the same session (same refresh token)
     /// is under way or just finished; either way return its result. `None` when the wait ran
-    /// out.
+    /// out. `ticket`: what the request carried to find the session in a shared store (passed
+    /// to [`RefreshLock::reload`]).
     pub async fn single_flight<F, Fut>(
         &self,
         session: &Session,
+        ticket: Option<Ticket>,
         exchange: F,
     ) -> Option<(Flight, Role)>
     where
@@ -137,7 +159,7 @@ impl Refresher {
                     let lock = self.lock.clone();
                     let session = session.clone();
                     tokio::spawn(async move {
-                        let result = led(lock, key, session, exchange).await;
+                        let result = led(lock, key, session, ticket, exchange).await;
                         let _ = tx.send(Some(result));
                     });
                     (rx, Role::Leader)
@@ -168,6 +190,7 @@ async fn led<F, Fut>(
     lock: Option<Arc<dyn RefreshLock>>,
     key: String,
     session: Session,
+    ticket: Option<Ticket>,
     exchange: F,
 ) -> Flight
 where
@@ -182,13 +205,26 @@ where
         Ok(false) => return Flight::Failed("refresh lock held elsewhere".into()),
         Err(e) => return Flight::Failed(e.to_string()),
     }
-    let before = session.refresh_token.clone();
-    let result = match lock.reload(session).await {
+    let (before, refreshed_at) = (session.refresh_token.clone(), session.refreshed_at);
+    let result = match lock.reload(session, ticket.clone()).await {
         Ok(None) => Flight::Ended("session_gone"),
-        Ok(Some(current)) if current.refresh_token != before => {
-            Flight::Refreshed(Arc::new(current))
+        // Another replica refreshed it while this one waited for the lock (a new refresh
+        // token, or a newer refresh with an IdP that does not rotate them).
+        Ok(Some(current))
+            if current.refresh_token != before || current.refreshed_at > refreshed_at =>
+        {
+            Flight::Reloaded(Arc::new(current))
         }
-        Ok(Some(current)) => exchange(current).await,
+        Ok(Some(current)) => {
+            let flight = exchange(current).await;
+            if let Flight::Refreshed(fresh) = &flight {
+                if let Err(e) = lock.store(fresh.clone(), ticket).await {
+                    // The caller's own save will meet the same store (and answer 503).
+                    tracing::warn!(error = %e, "storing the refreshed session under the lock failed");
+                }
+            }
+            flight
+        }
         Err(e) => Flight::Failed(e.to_string()),
     };
     lock.release(key).await;

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod cookie;
 pub mod redis;
+pub mod refresh_lock;
 pub mod server;
 pub mod sessions;
 pub mod store;

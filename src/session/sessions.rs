@@ -3,13 +3,16 @@
 //! a Redis deny-list). Redis store: the cookie holds a ticket, the session lives in Redis
 //! (`server.rs`). Redis failing is an `Err` (503), never "no session" and never an allow.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::authz::input::CheckInput;
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::error::Error;
+use crate::oidc::single_flight::RefreshLock;
 use crate::session::redis::{LockGuard, Redis};
+use crate::session::refresh_lock::RedisRefreshLock;
 use crate::session::server::{ServerSessions, Target, Ticket};
 use crate::session::{PendingLogin, Session, SessionCookies};
 
@@ -26,7 +29,7 @@ pub enum Revoked {
 pub struct Sessions {
     cookies: SessionCookies,
     store: StoreKind,
-    server: Option<ServerSessions>,
+    server: Option<Arc<ServerSessions>>,
     clock: Clock,
 }
 
@@ -35,7 +38,10 @@ impl Sessions {
     pub fn new(config: &Config, clock: Clock) -> Result<Self, String> {
         let cookies = SessionCookies::new(&config.cookie, &config.server.proxy_prefix);
         let server = match &config.session.redis {
-            Some(r) => Some(ServerSessions::new(Redis::new(r)?, cookies.expire_secs())),
+            Some(r) => Some(Arc::new(ServerSessions::new(
+                Redis::new(r)?,
+                cookies.expire_secs(),
+            ))),
             None => None,
         };
         Ok(Self {
@@ -63,6 +69,28 @@ impl Sessions {
     /// The Redis connection, when one is configured (readiness, locks).
     pub fn redis(&self) -> Option<&Redis> {
         self.server.as_ref().map(|s| &s.redis)
+    }
+
+    /// The lock that makes a token refresh happen once across replicas: only with the Redis
+    /// store, where the refreshed session is shared and a waiting replica can reload it. Cookie
+    /// sessions (with or without the deny-list) have no shared record: `None`.
+    pub fn refresh_lock(&self, wait: Duration) -> Option<Arc<dyn RefreshLock>> {
+        match (self.store, &self.server) {
+            (StoreKind::Redis, Some(server)) => Some(Arc::new(RedisRefreshLock::new(
+                server.clone(),
+                self.clock.clone(),
+                wait,
+            ))),
+            _ => None,
+        }
+    }
+
+    /// The Redis store's ticket in this request (what finds and opens its record), if any.
+    pub fn ticket(&self, input: &CheckInput) -> Option<Ticket> {
+        match (self.store, &self.server) {
+            (StoreKind::Redis, Some(_)) => self.cookies.open_value::<Ticket>(input),
+            _ => None,
+        }
     }
 
     /// Whether revocations reach every replica (Redis store or deny-list).

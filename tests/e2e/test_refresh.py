@@ -151,3 +151,96 @@ def test_revoked_refresh_token_ends_the_session(work_dir):
         assert metric(stack, 'portcullis_session_refreshes_total{result="ended"}') == 1
     finally:
         stack.stop()
+
+
+REDIS_TOML = """
+[session]
+store = "redis"
+
+[session.redis]
+url = "{redis_url}"
+timeout = "500ms"
+"""
+
+
+def replica_metric(replica, line_start: str) -> int:
+    text = requests.get(f"{replica.admin_url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def decisions(replica) -> int:
+    text = requests.get(f"{replica.admin_url}/metrics", timeout=5).text
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("portcullis_decisions_total"))
+
+
+def test_two_replicas_on_redis_refresh_once(work_dir):
+    """Two replicas behind Envoy's one ext_authz cluster (round robin) sharing Redis: checks at
+    refresh time reach both, and the rotating IdP sees exactly one refresh grant — the replica
+    that waited for the Redis lock reloads the refreshed session instead of replaying the spent
+    refresh token (which oidc-provider would answer by revoking the grant)."""
+    stack = Stack(
+        work_dir / "refresh-replicas",
+        mode="http",
+        replicas=2,
+        redis=True,
+        portcullis_toml=REDIS_TOML,
+        idp_env={
+            "IDP_ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),
+            "IDP_ROTATE_REFRESH_TOKENS": "1",
+            "IDP_TEST_HOOKS": "1",
+        },
+        portcullis_sets=(
+            "oidc.scopes=openid,email,profile,groups,offline_access",
+            "oidc.extra_auth_params.prompt=consent",
+            f"cookie.refresh={REFRESH_MARGIN}s",
+        ),
+    )
+    stack.start()
+    try:
+        b, issued = signed_in(stack)
+        ticket = cookie_header(session_cookie_pairs(b))
+        sleep_until_refresh_time(issued)
+        before = [decisions(r) for r in stack.replicas]
+
+        def check(_):
+            return requests.get(
+                stack.url + PROTECTED,
+                headers={"cookie": ticket, "accept": "text/html"},
+                allow_redirects=False,
+                timeout=15,
+            )
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(check, range(20)))
+        for a in answers:
+            assert a.status_code == 200, (a.status_code, a.text[:300])
+            assert a.json()["headers"].get("x-auth-request-user") == "alice"
+        counts = idp_counts(stack)
+        assert counts == {"refresh_grants": 1, "refresh_errors": 0}, counts
+        # Round robin: both replicas decided some of the 20 checks.
+        after = [decisions(r) for r in stack.replicas]
+        assert all(a > b for a, b in zip(after, before)), (before, after)
+        refreshed = sum(
+            replica_metric(r, 'portcullis_session_refreshes_total{result="refreshed"}')
+            for r in stack.replicas
+        )
+        ended = sum(
+            replica_metric(r, 'portcullis_session_refreshes_total{result="ended"}')
+            for r in stack.replicas
+        )
+        assert (refreshed, ended) == (1, 0)
+
+        # The browser's ticket (unchanged: same session id and key) opens the refreshed record
+        # on both replicas; no replica refreshes again.
+        for _ in range(4):
+            r = b.get(stack.url + PROTECTED)
+            assert r.status_code == 200, b.trace()
+            assert echo_json(r)["headers"].get("x-auth-request-user") == "alice"
+            assert not [c for c in session_set_cookies(r) if not clears(c)]
+        assert idp_counts(stack)["refresh_grants"] == 1
+    finally:
+        stack.stop()

@@ -282,3 +282,137 @@ async fn idp_down_at_refresh_time_keeps_valid_tokens_and_fails_closed_after() {
     );
     t.stop().await;
 }
+
+/// One check through `url` carrying `cookie`: status, the user header and the Set-Cookie lines.
+async fn check(client: reqwest::Client, url: String, cookie: String) -> (u16, Option<String>) {
+    let r = client
+        .get(url)
+        .header("cookie", cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("check");
+    let user = r
+        .headers()
+        .get("x-auth-request-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (r.status().as_u16(), user)
+}
+
+fn counter(t: &TestApp, result: &str) -> u64 {
+    let line = format!("portcullis_session_refreshes_total{{result=\"{result}\"}} ");
+    t.app
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&line).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Two replicas sharing Redis and one rotating IdP: checks arriving on both at refresh time
+/// make one refresh grant; the replica that waited for the Redis lock reloads the refreshed
+/// session instead of replaying the spent refresh token (which the IdP would answer with
+/// `invalid_grant`, revoking the grant).
+#[tokio::test]
+async fn redis_store_refreshes_once_across_replicas() {
+    let redis = crate::sessions::RedisServer::start();
+    let clock = Clock::fixed(T0);
+    let mut opts = options(300);
+    opts.refresh_delay = Duration::from_millis(300);
+    let secret = format!(
+        "cookie.secret={}",
+        portcullis::session::cookie::CookieKey::generate().to_base64()
+    );
+    let url = format!("session.redis.url={}", redis.url());
+    let sets = [
+        OFFLINE,
+        "session.store=redis",
+        &url,
+        &secret,
+        "session.redis.timeout=500ms",
+    ];
+    let a = TestApp::start_clocked(&sets, clock.clone(), opts).await;
+    let b_app = TestApp::start_replica(&a, &sets, clock.clone()).await;
+    let mut browser = signed_in(&a).await;
+    let cookie = browser.cookie_header();
+    for t in [&a, &b_app] {
+        let r = browser.get(&t.url("/app")).await;
+        assert_eq!(r.status, 200);
+        assert!(session_set_cookie(&r).is_none(), "fresh: no refresh");
+    }
+    assert_eq!(a.idp.refresh_calls(), 0);
+
+    clock.advance(250);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let t = if i % 2 == 0 { &a } else { &b_app };
+        tasks.push(tokio::spawn(check(
+            browser.client.clone(),
+            t.url("/app"),
+            cookie.clone(),
+        )));
+    }
+    for task in tasks {
+        let (status, user) = task.await.expect("join");
+        assert_eq!(status, 200, "no replica ended the session");
+        assert_eq!(user.as_deref(), Some("alice"));
+    }
+    assert_eq!(
+        a.idp.refresh_calls(),
+        1,
+        "one refresh grant for both replicas"
+    );
+    // One replica refreshed, the other's leader waited for the lock and reloaded; nobody
+    // was refused by the IdP.
+    let refreshed = counter(&a, "refreshed") + counter(&b_app, "refreshed");
+    let reloaded = counter(&a, "reloaded") + counter(&b_app, "reloaded");
+    assert_eq!((refreshed, reloaded), (1, 1));
+    assert_eq!(counter(&a, "ended") + counter(&b_app, "ended"), 0);
+    assert_eq!(counter(&a, "failed") + counter(&b_app, "failed"), 0);
+
+    // The browser's ticket (the same id and key before and after) now opens the refreshed
+    // record on both replicas: no further refresh until the new tokens near expiry.
+    for t in [&a, &b_app, &a, &b_app] {
+        let (status, user) = check(browser.client.clone(), t.url("/app"), cookie.clone()).await;
+        assert_eq!((status, user.as_deref()), (200, Some("alice")));
+    }
+    assert_eq!(a.idp.refresh_calls(), 1);
+
+    // The next refresh (the rotated token, 250 s on) happens once too, on whichever replica
+    // sees it first, and works: the rotated token was stored, not the spent one.
+    clock.advance(250);
+    let (x, y) = tokio::join!(
+        check(browser.client.clone(), b_app.url("/app"), cookie.clone()),
+        check(browser.client.clone(), a.url("/app"), cookie.clone()),
+    );
+    assert_eq!((x.0, y.0), (200, 200));
+    assert_eq!(a.idp.refresh_calls(), 2);
+    let r = browser.get(&a.url("/app")).await;
+    assert_eq!(r.status, 200);
+    assert!(session_set_cookie(&r).is_none());
+    b_app.stop().await;
+    a.stop().await;
+}
+
+/// Cookie sessions (here with the Redis deny-list) keep one refresh per process: there is no
+/// shared record a second replica could reload, so no cross-replica lock is taken.
+#[tokio::test]
+async fn cookie_store_with_redis_takes_no_refresh_lock() {
+    let redis = crate::sessions::RedisServer::start();
+    let clock = Clock::fixed(T0);
+    let url = format!("session.redis.url={}", redis.url());
+    let t = TestApp::start_clocked(&[OFFLINE, &url], clock.clone(), options(300)).await;
+    assert!(t
+        .app
+        .sessions
+        .refresh_lock(Duration::from_secs(1))
+        .is_none());
+    let mut b = signed_in(&t).await;
+    clock.advance(250);
+    let r = b.get(&t.url("/app")).await;
+    assert_eq!(r.status, 200);
+    assert!(session_set_cookie(&r).is_some());
+    assert_eq!(t.idp.refresh_calls(), 1);
+    t.stop().await;
+}

@@ -442,6 +442,76 @@ async fn redis_lock_is_exclusive_and_released_only_by_its_holder() {
     t.stop().await;
 }
 
+/// The Redis store's refresh lock: a second holder waits (bounded) and gets it once released;
+/// reload opens the record only with the request's ticket; store writes it back.
+#[tokio::test]
+async fn redis_refresh_lock_waits_reloads_and_stores() {
+    let r = RedisServer::start();
+    let t = app(&r, "redis", &[]).await;
+    let sessions = &t.app.sessions;
+    let one = sessions
+        .refresh_lock(Duration::from_millis(150))
+        .expect("redis store: a lock");
+    let two = sessions
+        .refresh_lock(Duration::from_secs(5))
+        .expect("redis store: a lock");
+    let ttl = Duration::from_secs(30);
+    assert!(one.acquire("k".into(), ttl).await.unwrap());
+    // Held elsewhere for longer than this lock's wait: gives up.
+    let short = sessions
+        .refresh_lock(Duration::from_millis(100))
+        .expect("lock");
+    assert!(!short.acquire("k".into(), ttl).await.unwrap());
+    // Released while the other waits: it gets the lock within its wait.
+    let waiter = tokio::spawn({
+        let two = two.clone();
+        async move { two.acquire("k".into(), ttl).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished(), "waits while the lock is held");
+    one.release("k".into()).await;
+    assert!(waiter.await.unwrap());
+    two.release("k".into()).await;
+    let mut c = r.conn();
+    let locks: Vec<String> = redis::cmd("KEYS")
+        .arg("portcullis:lock:*")
+        .query(&mut c)
+        .unwrap();
+    assert!(locks.is_empty(), "released: {locks:?}");
+
+    // Reload needs the ticket the request carries; the session alone cannot open the record.
+    let mut s = session("erin", "sid-erin");
+    s.refresh_token = Some("rt-1".into());
+    let input = saved(&t, &s).await;
+    let ticket = sessions.ticket(&input).expect("a ticket");
+    assert_eq!(ticket.id, s.id);
+    let again = one.reload(s.clone(), Some(ticket.clone())).await.unwrap();
+    assert_eq!(again.as_ref(), Some(&s));
+    let mut stranger = ticket.clone();
+    stranger.key = portcullis::session::cookie::CookieKey::generate().to_base64();
+    assert_eq!(one.reload(s.clone(), Some(stranger)).await.unwrap(), None);
+    // Store writes the refreshed session under the same ticket: the old cookie opens it.
+    let mut fresh = s.clone();
+    fresh.refresh_token = Some("rt-2".into());
+    fresh.refreshed_at = s.created_at + 10;
+    one.store(Arc::new(fresh.clone()), Some(ticket))
+        .await
+        .unwrap();
+    let now = Clock::system().now();
+    assert_eq!(sessions.load(&input, now).await.unwrap(), Some(fresh));
+    t.stop().await;
+
+    // The cookie store, even with Redis for the deny-list, has no refresh lock.
+    let cookie = app(&r, "cookie", &[]).await;
+    assert!(cookie
+        .app
+        .sessions
+        .refresh_lock(Duration::from_secs(1))
+        .is_none());
+    assert!(cookie.app.sessions.ticket(&input).is_none());
+    cookie.stop().await;
+}
+
 // --- back-channel logout -----------------------------------------------------------------------
 
 fn key(file: &str, kid: &str) -> SigningKey {

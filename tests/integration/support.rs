@@ -79,6 +79,12 @@ impl TestApp {
         Self::start_inner(idp, sets, None, true, clock).await
     }
 
+    /// Another replica next to `first`: the same issuer (its `idp` is a shared handle) and
+    /// `clock`, with these overrides (pass the same `cookie.secret` to both).
+    pub async fn start_replica(first: &TestApp, sets: &[&str], clock: Clock) -> TestApp {
+        Self::start_inner(first.idp.shared(), sets, None, true, clock).await
+    }
+
     async fn start_inner(
         idp: DevIdp,
         sets: &[&str],
