@@ -131,6 +131,7 @@ fuzz_target!(|input: Input| {
                     .into_iter()
                     .map(|(k, v)| (k, serde_json::Value::String(v)))
                     .collect::<BTreeMap<_, _>>(),
+                ..Session::anonymous()
             };
             let empty = input_with(b"");
             let Ok(lines) = env.sessions.save(&session, &empty) else {

@@ -123,6 +123,7 @@ impl Env {
             created_at: now,
             expires_at: now + 86_400,
             claims: Default::default(),
+            ..Session::anonymous()
         };
         let empty = CheckInput::new(
             Method::GET,
@@ -131,7 +132,7 @@ impl Env {
             HeaderMap::new(),
             String::new(),
         );
-        let lines = app.sessions.save(&session, &empty).unwrap();
+        let lines = rt.block_on(app.sessions.save(&session, &empty)).unwrap();
         let session_cookie = cookie_header(&lines);
         Env {
             rt,
