@@ -284,6 +284,15 @@ fn signed(s: &Signed, env: &Env) {
     assert!(!v.user.is_empty());
     match &claims["sub"] {
         Value::String(sub) => assert_eq!(&v.user, sub),
+        // Integers must read back exactly. A float is parsed twice (here and in the verifier)
+        // by serde_json, whose default float parsing may land one ULP apart: compare within that.
+        Value::Number(n) if n.is_f64() => {
+            let (got, want) = (v.user.parse::<f64>().unwrap_or(f64::NAN), n.as_f64().unwrap_or(0.0));
+            assert!(
+                (got - want).abs() <= f64::EPSILON * got.abs().max(want.abs()),
+                "user {got} from sub {want}"
+            );
+        }
         Value::Number(n) => assert_eq!(v.user, n.to_string()),
         other => panic!("user from a sub of {other}"),
     }

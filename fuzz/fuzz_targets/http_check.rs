@@ -83,7 +83,9 @@ fuzz_target!(|input: Input| {
     };
     let (mut parts, ()) = request.into_parts();
     parts.headers = headers;
-    let input_ = ext_authz::to_input(&env.app, &parts);
+    let head = parts.method == http::Method::HEAD;
+    let uri = parts.uri.clone();
+    let input_ = ext_authz::to_input(&env.app, parts);
     let header_rule_ok = input_.header("x-ext-authz") == Some("allow");
     let outcome = env.check(&input_);
     let (allowed, status) = match &outcome {
@@ -91,7 +93,6 @@ fuzz_target!(|input: Input| {
         Ok(Outcome::Reply(r)) => (false, r.status().as_u16()),
         Err(e) => (false, e.status().as_u16()),
     };
-    let head = parts.method == http::Method::HEAD;
     let response = match outcome {
         Ok(o) => ext_authz::render(o, head),
         Err(e) => ext_authz::render(Outcome::Reply(env.app.error_reply(&e, &input_)), head),
@@ -112,18 +113,18 @@ fuzz_target!(|input: Input| {
     };
     // The path the rules judge: the request-target after the prefix, before the query. A
     // target without the prefix must never be allowed (gateway and portcullis disagree).
-    let judged = if let Some(rest) = parts.uri.path().strip_prefix("/authz") {
+    let judged = if let Some(rest) = uri.path().strip_prefix("/authz") {
         if rest.is_empty() || rest.starts_with('/') {
             rest.to_string()
         } else {
-            parts.uri.path().to_string()
+            uri.path().to_string()
         }
     } else {
         assert!(
             !allowed,
             "allowed a check without the configured path prefix: {target:?}"
         );
-        parts.uri.path().to_string()
+        uri.path().to_string()
     };
     let has_session = input.session.is_some();
     assert_invariants(&judged, has_session, header_rule_ok, &answer, &target);
