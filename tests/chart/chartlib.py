@@ -36,7 +36,8 @@ FULL = {
     "config": {
         "server": {"proxy_prefix": "/auth", "path_prefix": "/ext-authz", "grpc_address": "0.0.0.0:4181",
                    "trusted_proxies": ["10.0.0.0/8", "fd00::/8", "192.168.1.10"],
-                   "grpc_max_message_bytes": 8388608},
+                   "grpc_max_message_bytes": 8388608, "max_header_bytes": 131072,
+                   "max_body_bytes": 65536, "max_connections": 5000, "max_concurrent_streams": 64},
         "oidc": {
             "issuer_url": "https://idp.example.com/realms/main",
             "client_id": "portcullis",
