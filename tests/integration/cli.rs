@@ -1,5 +1,6 @@
 //! The binary's command line: exit codes and messages users and CI scripts rely on.
 
+use crate::support::{free_port, Child};
 use std::process::Command;
 
 const SECRET: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -141,22 +142,6 @@ fn environment_variables_configure_and_are_validated() {
         ("PORTCULLIS_OIDC__CLIENT_SECERT", "typo"),
     ]);
     assert_eq!(unknown.status.code(), Some(64), "unknown keys are errors");
-}
-
-/// A child process killed when the test ends, pass or fail.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[tokio::test]

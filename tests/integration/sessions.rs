@@ -31,10 +31,7 @@ pub struct RedisServer {
     args: Vec<String>,
 }
 
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use crate::support::free_port;
 
 impl RedisServer {
     pub fn start() -> RedisServer {
