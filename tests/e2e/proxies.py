@@ -20,26 +20,11 @@ from typing import Optional
 
 from harness import REPO_DIR, Service, free_port, tcp_open
 from parts import CLIENT_ID, Echo, IdP, Portcullis, portcullis_binary
+from policy import AUTHZ_RULES
 
 NGINX_EXAMPLE = REPO_DIR / "config" / "nginx" / "portcullis.conf"
 CADDY_EXAMPLE = REPO_DIR / "config" / "caddy" / "Caddyfile"
 
-# The policy the forward-auth tests run under.
-AUTHZ_RULES = """
-[[authz.rules]]
-paths = ["/public/*"]
-action = "public"
-
-[[authz.rules]]
-paths = ["/admin/*"]
-action = "require"
-groups = ["admins"]
-
-[[authz.rules]]
-paths = ["/api/*"]
-action = "authenticated"
-api = true
-"""
 
 
 def _replace_once(text: str, old: str, new: str, what: str) -> str:

@@ -8,23 +8,9 @@ import pytest
 
 from browser import Browser
 from parts import Stack
+from policy import AUTHZ_RULES as RULES
 from test_http_ext_authz import echo_json, login
 
-RULES = """
-[[authz.rules]]
-paths = ["/public/*"]
-action = "public"
-
-[[authz.rules]]
-paths = ["/admin/*"]
-action = "require"
-groups = ["admins"]
-
-[[authz.rules]]
-paths = ["/api/*"]
-action = "authenticated"
-api = true
-"""
 
 
 @pytest.fixture(scope="module")
