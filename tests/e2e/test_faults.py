@@ -20,7 +20,7 @@ import requests
 
 from browser import Browser
 from envoy_gateway import Envoy
-from harness import REPO_DIR, http_ok
+from harness import REPO_DIR, http_ok, tcp_open
 from parts import Portcullis, Stack
 from test_http_ext_authz import PROTECTED, echo_json, finish_at_idp, login, start_login
 
@@ -70,10 +70,10 @@ def _has_session(b: Browser) -> bool:
     return any(c.startswith("_portcullis") and "_csrf_" not in c for c in b.cookie_names())
 
 
-def _assert_error_page(r: requests.Response, status: int = 502):
+def _assert_error_page(r: requests.Response, status: int = 502, title: str = IDP_ERROR_TITLE):
     assert r.status_code == status, (r.status_code, r.headers, r.text[:300])
     assert r.headers.get("content-type", "").startswith("text/html"), r.headers
-    assert IDP_ERROR_TITLE in r.text, r.text[:500]
+    assert title in r.text, r.text[:500]
     assert "request id" in r.text.lower() or "request-id" in r.text.lower(), r.text[:500]
     # The page's own security headers came along (denied_response headers / a plain route).
     assert "content-security-policy" in r.headers, r.headers
@@ -181,6 +181,69 @@ def _error_page_in_chromium(s: Stack, b: Browser, callback: str):
         c.screenshot("idp-down-callback-grpc")
     finally:
         c.quit()
+
+
+@pytest.mark.parametrize("mode", ["http", "grpc"])
+def test_idp_down_at_start_up_gives_the_sign_in_503_page_and_recovers(work_dir, request, mode):
+    """portcullis (re)starts while the IdP is down, so discovery cannot complete: an existing
+    session still opens the app, starting a login is a 503 page at the browser, an app path
+    without a session is an ordinary check (the gateway's status_on_error), and once the IdP
+    is back discovery completes by itself and logins work, without another restart."""
+    s = _idp_stack(work_dir, request.node.name, mode)
+    s.start()
+    try:
+        alice = Browser()
+        login(s, alice)
+        s.idp.service.stop()
+        p = s.portcullis
+        p.service.stop()
+        p.service.forget()
+        p.service.start()
+        p.service.wait_ready(tcp_open(p.grpc_port if mode == "grpc" else p.http_port),
+                             timeout=15, what="listening")
+        assert requests.get(p.admin_url + "/readyz", timeout=5).status_code == 503
+
+        seen = echo_json(alice.get(s.url + PROTECTED))
+        assert seen["headers"].get("x-auth-request-user") == "alice", seen
+        r, took = _timed(lambda: Browser().get(s.url + "/oauth2/start?rd=%2Fprotected%2Fpage"))
+        _assert_error_page(r, 503, title="Sign-in is temporarily unavailable")
+        assert took < 5, f"the sign-in page took {took:.1f}s"
+        r = Browser().get(s.url + PROTECTED)
+        assert r.status_code == 403 and r.text == "" and r.headers.get("server") == "envoy", (
+            r.status_code, r.text[:300])
+
+        s.idp.start()
+        p.service.wait_ready(http_ok(p.admin_url + "/readyz"), timeout=40, what="discovery")
+        seen = login(s, Browser())
+        assert seen["headers"].get("x-auth-request-user"), seen
+    finally:
+        s.stop()
+
+
+def test_login_route_failure_is_a_denial_even_with_failure_mode_allow(work_dir, request):
+    """gRPC mode with Envoy's failure_mode_allow (Istio failOpen: true): the callback's 502 page
+    is a denial, so it reaches the browser and the request never goes to the application (an
+    RPC error would have been let through)."""
+    from envoy_gateway import GRPC_TEMPLATE
+
+    template = Path(work_dir) / f"{request.node.name}-envoy-grpc-fail-open.yaml"
+    text = GRPC_TEMPLATE.read_text()
+    assert text.count("failure_mode_allow: false") == 1
+    template.write_text(text.replace("failure_mode_allow: false", "failure_mode_allow: true"))
+    s = _stack(work_dir, request.node.name, mode="grpc", envoy_template=template,
+               portcullis_sets=(f"oidc.http_timeout={IDP_TIMEOUT_S}s",))
+    s.start()
+    try:
+        b = Browser()
+        callback = finish_at_idp(s, b, start_login(s, b))
+        s.idp.service.stop()
+        r = b.get(callback)
+        _assert_error_page(r)
+        assert '"headers"' not in r.text, "the request reached the application"
+        assert not _has_session(b), b.cookie_names()
+        assert s.envoy.stats("http.gateway.ext_authz.").get("http.gateway.ext_authz.denied", 0) >= 1
+    finally:
+        s.stop()
 
 
 # -- two replicas behind Envoy ---------------------------------------------------------------
