@@ -355,7 +355,7 @@ impl Default for RawOidc {
             email_claim: "email".into(),
             groups_claim: "groups".into(),
             extra_auth_params: BTreeMap::new(),
-            http_timeout: "10s".into(),
+            http_timeout: "5s".into(),
             allow_unverified_email: false,
         }
     }

@@ -49,6 +49,32 @@ impl Route {
     }
 }
 
+impl Route {
+    /// Whether the route answers a person with a page (HTML, or JSON for an API client) rather
+    /// than deciding about a request: everything but `userinfo` (an allow with a session) and
+    /// `backchannel_logout` (server to server). "The login routes answer pages; checks answer
+    /// decisions": a failure on such a route (the IdP unreachable or slow during a callback,
+    /// discovery not done, the session store down at sign-out) is shown to the browser as its
+    /// 502/503 page. The gRPC adapter sends it as a `denied_response` (Envoy passes its
+    /// status); over HTTP ext_authz a 5xx is an authz error whatever its body, so the page
+    /// reaches the browser only when the gateway routes the proxy prefix straight to
+    /// portcullis (config/envoy/envoy-http.yaml). A failure on an ordinary check stays an
+    /// error, so the gateway's `failure_mode_allow` / `status_on_error` decides.
+    pub fn answers_page(self) -> bool {
+        !matches!(self, Route::UserInfo | Route::BackchannelLogout)
+    }
+}
+
+/// The route of ours that a check is for, when our routes answer it: under the proxy prefix,
+/// `server.path_prefix` present, not nginx's `/auth` and not an unreadable forwarded request.
+pub fn own_route(prefix: &str, input: &CheckInput) -> Option<Route> {
+    if input.path_prefix_ok && input.own_routes && input.unreadable.is_none() {
+        route(prefix, &input.path)
+    } else {
+        None
+    }
+}
+
 /// Which of our routes `path` names, if it is under `prefix` at all.
 pub fn route(prefix: &str, path: &str) -> Option<Route> {
     let rest = path.strip_prefix(prefix)?;
@@ -208,6 +234,44 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(route("/oauth2", path), want, "{path}");
         }
+    }
+
+    #[test]
+    fn every_route_but_userinfo_and_backchannel_answers_a_page() {
+        use Route::*;
+        for r in [Start, Callback, SignIn, SignOut, SignedOut, Unknown] {
+            assert!(r.answers_page(), "{r:?}");
+        }
+        for r in [UserInfo, BackchannelLogout] {
+            assert!(!r.answers_page(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn own_route_needs_the_path_prefix_and_own_routes() {
+        let input = |path: &str| {
+            CheckInput::new(
+                http::Method::GET,
+                "h",
+                path,
+                http::HeaderMap::new(),
+                "rid".into(),
+            )
+        };
+        assert_eq!(
+            own_route("/oauth2", &input("/oauth2/callback?code=x")),
+            Some(Route::Callback)
+        );
+        assert_eq!(own_route("/oauth2", &input("/app")), None);
+        let mut i = input("/oauth2/callback");
+        i.path_prefix_ok = false;
+        assert_eq!(own_route("/oauth2", &i), None);
+        let mut i = input("/oauth2/start");
+        i.own_routes = false;
+        assert_eq!(own_route("/oauth2", &i), None);
+        let mut i = input("/oauth2/start");
+        i.unreadable = Some(crate::authz::decision::DenyReason::PathPrefixMissing);
+        assert_eq!(own_route("/oauth2", &i), None);
     }
 
     #[test]

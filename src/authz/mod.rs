@@ -131,10 +131,8 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     if app.config.compat.istio_sample {
         return Ok(istio_sample(app, input));
     }
-    if input.path_prefix_ok && input.own_routes && input.unreadable.is_none() {
-        if let Some(route) = login::route(&app.config.server.proxy_prefix, &input.path) {
-            return login::handle(app, route, input).await;
-        }
+    if let Some(route) = login::own_route(&app.config.server.proxy_prefix, input) {
+        return login::handle(app, route, input).await;
     }
     let now = app.clock.now();
     let session = app.sessions.load(input, now).await?;

@@ -144,8 +144,9 @@ fn headers(http: &HttpRequest) -> (HeaderMap, Vec<(String, String)>) {
 /// in `x-envoy-auth-headers-to-remove` go to `headers_to_remove`, cookies to
 /// `response_headers_to_add`. Reply → code 16/7 + `denied_response` with the HTTP adapter's
 /// status, headers (one `set-cookie` entry per cookie, `APPEND_IF_EXISTS_OR_ADD`) and body
-/// (none for HEAD). A 5xx reply is an error: `Err(UNAVAILABLE)`, so Envoy's failure mode
-/// applies as it does to the HTTP adapter's 5xx.
+/// (none for HEAD), see [`denied`]. A 5xx reply is an error: `Err(UNAVAILABLE)`, so Envoy's
+/// failure mode applies as it does to the HTTP adapter's 5xx (the adapter renders the login
+/// routes' 5xx pages with [`denied`] instead).
 pub fn render(outcome: Outcome, head: bool) -> Result<CheckResponse, tonic::Status> {
     match outcome {
         Outcome::Allow(a) => {
@@ -179,29 +180,38 @@ pub fn render(outcome: Outcome, head: bool) -> Result<CheckResponse, tonic::Stat
             })
         }
         Outcome::Reply(r) => {
-            let code = r.grpc_code();
-            if code == GRPC_UNAVAILABLE {
+            if r.grpc_code() == GRPC_UNAVAILABLE {
                 return Err(tonic::Status::unavailable(
                     r.status().canonical_reason().unwrap_or("unavailable"),
                 ));
             }
-            let status = r.status();
-            Ok(CheckResponse {
-                status: Some(rpc::Status {
-                    code,
-                    message: status.canonical_reason().unwrap_or_default().to_string(),
-                    ..Default::default()
-                }),
-                http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-                    status: Some(HttpStatus {
-                        code: i32::from(status.as_u16()),
-                    }),
-                    headers: reply_headers(&r),
-                    body: if head { String::new() } else { r.body.text },
-                })),
-                ..Default::default()
-            })
+            Ok(denied(r, head))
         }
+    }
+}
+
+/// A reply as a denial: `status.code` = the reply's code (16, 7, or 14 for a 5xx) with a
+/// `denied_response` carrying its HTTP status, headers and body (none for HEAD). Envoy passes
+/// any status in a `denied_response` to the client, 5xx included, and a denial is never an
+/// allow, whatever `failure_mode_allow` says (only an RPC error or an `error_response` is).
+/// [`render`] uses it for every non-5xx reply; the adapter also uses it for the 5xx pages of
+/// the login routes, which must reach the browser as pages (`login::Route::answers_page`).
+pub fn denied(r: Reply, head: bool) -> CheckResponse {
+    let status = r.status();
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: r.grpc_code(),
+            message: status.canonical_reason().unwrap_or_default().to_string(),
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(status.as_u16()),
+            }),
+            headers: reply_headers(&r),
+            body: if head { String::new() } else { r.body.text },
+        })),
+        ..Default::default()
     }
 }
 
@@ -514,5 +524,35 @@ mod tests {
         )
         .expect_err("error");
         assert_eq!(err.code(), tonic::Code::Unavailable);
+    }
+
+    #[test]
+    fn denied_carries_a_5xx_page_as_a_denial() {
+        let page = || {
+            Reply::new(
+                StatusCode::BAD_GATEWAY,
+                Body::html("<h1>The identity provider did not answer</h1>".into()),
+            )
+        };
+        let r = denied(page(), false);
+        // Non-zero: a denial, never an allow; no error_response, so not Envoy's error path.
+        assert_eq!(r.status.as_ref().expect("status").code, GRPC_UNAVAILABLE);
+        let Some(HttpResponse::DeniedResponse(d)) = r.http_response else {
+            panic!("denied_response expected")
+        };
+        assert_eq!(d.status.expect("status").code, 502);
+        assert!(d.body.contains("identity provider"), "{}", d.body);
+        let ct = find(&d.headers, "content-type");
+        assert_eq!(
+            ct[0].header.as_ref().map(|h| h.value.as_str()),
+            Some("text/html; charset=utf-8")
+        );
+        let head = denied(page(), true);
+        let Some(HttpResponse::DeniedResponse(d)) = head.http_response else {
+            panic!("denied_response expected")
+        };
+        assert_eq!((d.status.expect("s").code, d.body.as_str()), (502, ""));
+        // The same reply through `render` stays an RPC error (an ordinary check's failure).
+        assert!(render(Outcome::Reply(page()), false).is_err());
     }
 }

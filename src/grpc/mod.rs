@@ -6,7 +6,9 @@
 //! adapter. A denial is an RPC **OK** with a non-zero `status.code` and a `denied_response`;
 //! only an infrastructure failure is an RPC error (UNAVAILABLE), because Envoy turns RPC errors
 //! into its failure mode — under `failure_mode_allow` a denial sent as an error would be an
-//! allow. The v2 service is not registered: its path gets UNIMPLEMENTED (checklist 26).
+//! allow. The one exception is a failure on a login route (`/oauth2/callback` with the IdP
+//! down, …): it is the page a browser must see, so it goes out as a `denied_response` carrying
+//! its 502/503 (a denial, never an allow). The v2 service is not registered: its path gets UNIMPLEMENTED (checklist 26).
 
 pub mod convert;
 pub mod limit;
@@ -26,6 +28,7 @@ use tonic_health::ServingStatus;
 use crate::app::App;
 use crate::authz::decision::Outcome;
 use crate::authz::{self};
+use crate::login;
 
 /// The `Authorization` service over the shared [`App`].
 pub struct AuthzService {
@@ -58,8 +61,19 @@ impl Authorization for AuthzService {
             }
         };
         let head = input.method == Method::HEAD;
+        // A login route's failure is a page for the browser (a denial carrying its 502/503);
+        // an ordinary check's failure is an RPC error, for Envoy's failure mode to decide.
+        let page = login::own_route(&self.app.config.server.proxy_prefix, &input)
+            .is_some_and(login::Route::answers_page);
         match authz::check(&self.app, &input).await {
+            Ok(Outcome::Reply(r)) if page && r.status().is_server_error() => {
+                Ok(Response::new(convert::denied(r, head)))
+            }
             Ok(outcome) => convert::render(outcome, head).map(Response::new),
+            Err(e) if page => Ok(Response::new(convert::denied(
+                self.app.error_reply(&e, &input),
+                head,
+            ))),
             Err(e) => {
                 tracing::error!(request_id = %input.request_id, error = %e, "request failed");
                 Err(Status::new(e.grpc_code(), e.title()))

@@ -499,12 +499,15 @@ def test_notes_print_the_istio_providers_and_policy(render):
     grpc = providers["sso-portcullis-grpc"]["envoyExtAuthzGrpc"]
     assert (http["service"], http["port"], http["pathPrefix"]) == (fqdn, 4180, "/ext-authz")
     assert (grpc["service"], grpc["port"]) == (fqdn, 4181)
+    (doc_grpc,) = [p["envoyExtAuthzGrpc"] for p in yaml.safe_load((ROOT / "config/istio/mesh-config.yaml")
+                   .read_text())["spec"]["meshConfig"]["extensionProviders"] if "envoyExtAuthzGrpc" in p]
+    assert grpc["statusOnError"] == doc_grpc["statusOnError"]
     # The header lists are exactly those of the documented Istio registration.
     documented = yaml.safe_load((ROOT / "config/istio/mesh-config.yaml").read_text())
     (doc_http,) = [p["envoyExtAuthzHttp"] for p in documented["spec"]["meshConfig"]["extensionProviders"]
                    if "envoyExtAuthzHttp" in p]
     for key in ["includeRequestHeadersInCheck", "headersToUpstreamOnAllow", "headersToDownstreamOnDeny",
-                "headersToDownstreamOnAllow", "timeout"]:
+                "headersToDownstreamOnAllow", "timeout", "statusOnError"]:
         assert http[key] == doc_http[key], key
     policy = _yaml_block(r.notes, "apiVersion: security.istio.io/v1", r"^\s*$")
     assert policy["kind"] == "AuthorizationPolicy" and policy["spec"]["action"] == "CUSTOM"

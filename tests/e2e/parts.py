@@ -241,12 +241,14 @@ class Stack:
                  envoy_template: Optional[Path] = None, extra_clients: Optional[list] = None,
                  idp_env: Optional[dict] = None, authz_toml: str = "",
                  portcullis_oauth2_proxy_cfg: str = "", portcullis_env: Optional[dict] = None,
-                 replicas: int = 1, redis: bool = False):
+                 replicas: int = 1, redis: bool = False, envoy_path_prefix: str = ""):
         if mode not in ("http", "grpc"):
             raise ValueError(f"mode must be http or grpc, not {mode!r}")
         self.mode = mode
         self.portcullis_sets = tuple(portcullis_sets)
         self.envoy_template = envoy_template  # HTTP mode; default: envoy_gateway.HTTP_TEMPLATE
+        # HTTP mode: Envoy's http_service.path_prefix (set server.path_prefix in portcullis_sets).
+        self.envoy_path_prefix = envoy_path_prefix
         # Appended to portcullis's config (after [log]); "{issuer}" is replaced by the IdP's.
         self.portcullis_toml = portcullis_toml
         self.authz_toml = authz_toml  # lines added to its [authz] table
@@ -359,6 +361,7 @@ class Stack:
                     authz_port=self.portcullis.http_port,
                     listen_port=self.envoy_port,
                     more_authz_ports=[p.http_port for p in self.replicas[1:]],
+                    path_prefix=self.envoy_path_prefix,
                     **({"template": self.envoy_template} if self.envoy_template else {}),
                 )
             self._started.append(self.envoy.start())

@@ -20,7 +20,7 @@ import requests
 
 from browser import Browser
 from envoy_gateway import Envoy
-from harness import REPO_DIR, http_ok
+from harness import REPO_DIR, http_ok, tcp_open
 from parts import Portcullis, Stack
 from test_http_ext_authz import PROTECTED, echo_json, finish_at_idp, login, start_login
 
@@ -34,15 +34,24 @@ def _stack(work_dir: Path, name: str, **kw) -> Stack:
     return Stack(d, **kw)
 
 
-@pytest.fixture
-def idp_stack(work_dir, request):
-    s = _stack(work_dir, request.node.name, portcullis_sets=(f"oidc.http_timeout={IDP_TIMEOUT_S}s",))
-    s.start()
-    yield s
-    # A test may leave the IdP stopped (SIGSTOP): let it go before stopping everything.
-    if s.idp is not None and s.idp.service.alive():
-        os.kill(s.idp.service.pid, signal.SIGCONT)
-    s.stop()
+# How Envoy talks to portcullis in the IdP tests:
+#   http-check  tests/e2e/envoy_http.yaml: Istio's envoyExtAuthzHttp translation, the login
+#               routes arrive as checks; a 5xx from portcullis is an authz error there, so the
+#               browser gets Envoy's status_on_error (403, empty) instead of the 502 page;
+#   http        config/envoy/envoy-http.yaml: the same plus the direct route for /oauth2/
+#               (ext_authz disabled on it): the 502 page reaches the browser;
+#   grpc        config/envoy/envoy-grpc.yaml: the 502 page travels as a denied_response.
+HTTP_DIRECT_TEMPLATE = REPO_DIR / "config" / "envoy" / "envoy-http.yaml"
+IDP_ERROR_TITLE = "The identity provider did not answer as expected"
+
+
+def _idp_stack(work_dir: Path, name: str, mode: str) -> Stack:
+    return _stack(
+        work_dir, name,
+        mode="grpc" if mode == "grpc" else "http",
+        envoy_template=HTTP_DIRECT_TEMPLATE if mode == "http" else None,
+        portcullis_sets=(f"oidc.http_timeout={IDP_TIMEOUT_S}s",),
+    )
 
 
 def _callback_direct(stack, callback_url: str, b: Browser) -> requests.Response:
@@ -51,16 +60,53 @@ def _callback_direct(stack, callback_url: str, b: Browser) -> requests.Response:
     return b.get(stack.portcullis.url + path, headers={"Host": stack.url.split("//")[1]})
 
 
-@pytest.mark.parametrize("fault", ["down", "hung"])
-def test_idp_failure_keeps_sessions_fails_logins_fast_and_recovers(idp_stack, fault):
-    s = idp_stack
+def _timed(f):
+    t0 = time.monotonic()
+    r = f()
+    return r, time.monotonic() - t0
+
+
+def _has_session(b: Browser) -> bool:
+    return any(c.startswith("_portcullis") and "_csrf_" not in c for c in b.cookie_names())
+
+
+def _assert_error_page(r: requests.Response, status: int = 502, title: str = IDP_ERROR_TITLE):
+    assert r.status_code == status, (r.status_code, r.headers, r.text[:300])
+    assert r.headers.get("content-type", "").startswith("text/html"), r.headers
+    assert title in r.text, r.text[:500]
+    assert "request id" in r.text.lower() or "request-id" in r.text.lower(), r.text[:500]
+    # The page's own security headers came along (denied_response headers / a plain route).
+    assert "content-security-policy" in r.headers, r.headers
+
+
+@pytest.mark.parametrize("mode,fault", [
+    ("http-check", "down"), ("http", "down"), ("http", "hung"), ("grpc", "down"), ("grpc", "hung"),
+])
+def test_idp_failure_keeps_sessions_fails_logins_fast_and_recovers(work_dir, request, mode, fault):
+    s = _idp_stack(work_dir, request.node.name, mode)
+    s.start()
+    try:
+        _idp_failure(s, mode, fault)
+    finally:
+        # A test may leave the IdP stopped (SIGSTOP): let it go before stopping everything.
+        if s.idp is not None and s.idp.service.alive():
+            os.kill(s.idp.service.pid, signal.SIGCONT)
+        s.stop()
+
+
+def _idp_failure(s: Stack, mode: str, fault: str):
     alice = Browser()
     login(s, alice)
-    # Two logins half done: the IdP has sent the browser back with a code, but portcullis has
-    # not exchanged it yet when the IdP fails.
+    # Logins half done: the IdP has sent the browser back with a code, but portcullis has not
+    # exchanged it yet when the IdP fails. The token request is the first thing the callback
+    # sends to the IdP, so each of these really waits on it.
     through_envoy, direct = Browser(), Browser()
     cb_envoy = finish_at_idp(s, through_envoy, start_login(s, through_envoy))
     cb_direct = finish_at_idp(s, direct, start_login(s, direct))
+    chrome_login = None
+    if mode == "grpc" and fault == "down":
+        b = Browser()
+        chrome_login = (b, finish_at_idp(s, b, start_login(s, b)))
 
     if fault == "down":
         s.idp.service.stop()
@@ -75,28 +121,34 @@ def test_idp_failure_keeps_sessions_fails_logins_fast_and_recovers(idp_stack, fa
     r = Browser().get(s.url + PROTECTED)
     assert r.status_code == 302 and r.headers["location"].startswith(s.idp.issuer), r.status_code
 
-    # The code exchange fails within oidc.http_timeout, with a clear 502 page from portcullis ...
-    t0 = time.monotonic()
-    r = _callback_direct(s, cb_direct, direct)
-    took = time.monotonic() - t0
-    assert r.status_code == 502, (r.status_code, r.text[:300])
-    assert r.headers["content-type"].startswith("text/html"), r.headers
-    assert "request id" in r.text.lower() or "request-id" in r.text.lower(), r.text[:500]
-    assert took < IDP_TIMEOUT_S + 3, f"callback took {took:.1f}s with oidc.http_timeout={IDP_TIMEOUT_S}s"
-    assert not any(c.startswith("_portcullis") and not c.startswith("_portcullis_csrf")
-                   for c in direct.cookie_names()), direct.cookie_names()
-    # ... which Envoy (HTTP ext_authz: a 5xx from the authz server is an error) turns into its
-    # status_on_error, 403 here: closed, never an allow, never a session.
-    t0 = time.monotonic()
-    r = through_envoy.get(cb_envoy)
-    took = time.monotonic() - t0
-    assert r.status_code == 403, (r.status_code, r.text[:300])
+    # The code exchange fails within oidc.http_timeout, with a clear 502 page from portcullis
+    # (its HTTP listener, asked directly) ...
+    r, took_direct = _timed(lambda: _callback_direct(s, cb_direct, direct))
+    _assert_error_page(r)
+    assert took_direct < IDP_TIMEOUT_S + 3, f"callback took {took_direct:.1f}s (oidc.http_timeout={IDP_TIMEOUT_S}s)"
+    assert not _has_session(direct), direct.cookie_names()
+
+    # ... and through Envoy, as the browser sees it.
+    r, took = _timed(lambda: through_envoy.get(cb_envoy))
+    print(f"{mode}/{fault}: callback failed after {took_direct:.2f}s at portcullis, "
+          f"{took:.2f}s through Envoy (oidc.http_timeout={IDP_TIMEOUT_S}s)")
     assert took < IDP_TIMEOUT_S + 3, f"callback through Envoy took {took:.1f}s"
+    assert not _has_session(through_envoy), through_envoy.cookie_names()
     assert "x-auth-request-user" not in r.text
+    if mode == "http-check":
+        # Without the direct route, Envoy's HTTP ext_authz turns the 502 (an authz error) into
+        # its status_on_error: 403, empty body. Closed, never an allow, but no page.
+        assert r.status_code == 403, (r.status_code, r.text[:300])
+        assert r.text == "" and r.headers.get("server") == "envoy", (r.headers, r.text[:300])
+    else:
+        _assert_error_page(r)
+    if chrome_login is not None:
+        _error_page_in_chromium(s, *chrome_login)
     # Readiness stays up (the IdP was discovered; sessions still work): not dead.
     assert requests.get(s.portcullis.admin_url + "/readyz", timeout=5).status_code == 200
 
-    # The IdP comes back: a fresh login works without restarting portcullis.
+    # The IdP comes back: a fresh login works without restarting portcullis, and so does the
+    # browser whose callback failed (its "Try again" is a new login).
     if fault == "down":
         s.idp.start()
     else:
@@ -104,7 +156,94 @@ def test_idp_failure_keeps_sessions_fails_logins_fast_and_recovers(idp_stack, fa
     bob = Browser()
     seen = login(s, bob)
     assert seen["headers"].get("x-auth-request-user"), seen
+    seen = login(s, through_envoy)
+    assert seen["headers"].get("x-auth-request-user"), seen
     assert echo_json(alice.get(s.url + PROTECTED))["headers"].get("x-auth-request-user")
+
+
+def _error_page_in_chromium(s: Stack, b: Browser, callback: str):
+    """The same failed callback in headless Chromium: the page is rendered and readable. The
+    login was walked by `b` (scripted); Chromium gets its pending-login cookie."""
+    from chrome import Chromium
+
+    c = Chromium(s.work_dir, name="chromium-idp-down")
+    try:
+        c.get(s.url + "/oauth2/sign_in")  # any page of the origin, to be allowed to set cookies
+        for cookie in b.session.cookies:
+            if "_csrf_" in cookie.name:
+                c.driver.add_cookie({"name": cookie.name, "value": cookie.value,
+                                     "path": cookie.path or "/"})
+        c.get(callback)
+        c.wait_for("the error page", lambda: c.has("h1"))
+        heading = c.find("h1")
+        assert heading.is_displayed() and heading.text == IDP_ERROR_TITLE, c.text()[:500]
+        assert "request id" in c.text().lower(), c.text()[:500]
+        c.screenshot("idp-down-callback-grpc")
+    finally:
+        c.quit()
+
+
+@pytest.mark.parametrize("mode", ["http", "grpc"])
+def test_idp_down_at_start_up_gives_the_sign_in_503_page_and_recovers(work_dir, request, mode):
+    """portcullis (re)starts while the IdP is down, so discovery cannot complete: an existing
+    session still opens the app, starting a login is a 503 page at the browser, an app path
+    without a session is an ordinary check (the gateway's status_on_error), and once the IdP
+    is back discovery completes by itself and logins work, without another restart."""
+    s = _idp_stack(work_dir, request.node.name, mode)
+    s.start()
+    try:
+        alice = Browser()
+        login(s, alice)
+        s.idp.service.stop()
+        p = s.portcullis
+        p.service.stop()
+        p.service.forget()
+        p.service.start()
+        p.service.wait_ready(tcp_open(p.grpc_port if mode == "grpc" else p.http_port),
+                             timeout=15, what="listening")
+        assert requests.get(p.admin_url + "/readyz", timeout=5).status_code == 503
+
+        seen = echo_json(alice.get(s.url + PROTECTED))
+        assert seen["headers"].get("x-auth-request-user") == "alice", seen
+        r, took = _timed(lambda: Browser().get(s.url + "/oauth2/start?rd=%2Fprotected%2Fpage"))
+        _assert_error_page(r, 503, title="Sign-in is temporarily unavailable")
+        assert took < 5, f"the sign-in page took {took:.1f}s"
+        r = Browser().get(s.url + PROTECTED)
+        assert r.status_code == 403 and r.text == "" and r.headers.get("server") == "envoy", (
+            r.status_code, r.text[:300])
+
+        s.idp.start()
+        p.service.wait_ready(http_ok(p.admin_url + "/readyz"), timeout=40, what="discovery")
+        seen = login(s, Browser())
+        assert seen["headers"].get("x-auth-request-user"), seen
+    finally:
+        s.stop()
+
+
+def test_login_route_failure_is_a_denial_even_with_failure_mode_allow(work_dir, request):
+    """gRPC mode with Envoy's failure_mode_allow (Istio failOpen: true): the callback's 502 page
+    is a denial, so it reaches the browser and the request never goes to the application (an
+    RPC error would have been let through)."""
+    from envoy_gateway import GRPC_TEMPLATE
+
+    template = Path(work_dir) / f"{request.node.name}-envoy-grpc-fail-open.yaml"
+    text = GRPC_TEMPLATE.read_text()
+    assert text.count("failure_mode_allow: false") == 1
+    template.write_text(text.replace("failure_mode_allow: false", "failure_mode_allow: true"))
+    s = _stack(work_dir, request.node.name, mode="grpc", envoy_template=template,
+               portcullis_sets=(f"oidc.http_timeout={IDP_TIMEOUT_S}s",))
+    s.start()
+    try:
+        b = Browser()
+        callback = finish_at_idp(s, b, start_login(s, b))
+        s.idp.service.stop()
+        r = b.get(callback)
+        _assert_error_page(r)
+        assert '"headers"' not in r.text, "the request reached the application"
+        assert not _has_session(b), b.cookie_names()
+        assert s.envoy.stats("http.gateway.ext_authz.").get("http.gateway.ext_authz.denied", 0) >= 1
+    finally:
+        s.stop()
 
 
 # -- two replicas behind Envoy ---------------------------------------------------------------

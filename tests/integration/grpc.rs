@@ -658,6 +658,145 @@ async fn infrastructure_failure_is_5xx_over_http_and_unavailable_over_grpc() {
     t.stop().await;
 }
 
+/// The HTTP adapter's raw answer: status, content-type, body.
+async fn http_raw(app: &Arc<App>, s: &Scenario) -> (u16, String, String) {
+    let resp = portcullis::http::check_router(app.clone())
+        .oneshot(s.http())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, ct, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The gRPC adapter's answer when it must be a denial: (status.code, HTTP status,
+/// content-type, body). Panics on an RPC error or an allow.
+async fn grpc_denial(app: &Arc<App>, s: &Scenario) -> (i32, u16, String, String) {
+    let r = AuthzService::new(app.clone())
+        .check(tonic::Request::new(s.grpc()))
+        .await
+        .unwrap_or_else(|e| panic!("{}: an RPC error ({e:?}), not a page", s.name))
+        .into_inner();
+    let code = r.status.as_ref().expect("explicit status").code;
+    let Some(HttpResponse::DeniedResponse(d)) = r.http_response else {
+        panic!(
+            "{}: denied_response expected: {:?}",
+            s.name, r.http_response
+        )
+    };
+    let ct = d
+        .headers
+        .iter()
+        .filter_map(|o| o.header.as_ref())
+        .find(|h| h.key == "content-type")
+        .map(|h| h.value.clone())
+        .unwrap_or_default();
+    let status = u16::try_from(d.status.expect("http status").code).unwrap();
+    (code, status, ct, d.body)
+}
+
+/// "The login routes answer pages; checks answer decisions". Discovery not done (the IdP was
+/// down at start-up): `/oauth2/start` over gRPC is a denial carrying the 503 page (HTML for a
+/// browser, JSON for an API client, no body for HEAD) with the HTTP adapter's status and body,
+/// so Envoy shows it; an ordinary check's failure stays an RPC error (UNAVAILABLE), for
+/// Envoy's failure mode, and the HTTP adapter answers 5xx for both.
+#[tokio::test]
+async fn login_route_failures_are_pages_over_grpc_checks_stay_errors() {
+    let mut idp = portcullis::dev_idp::start(
+        "127.0.0.1:0".parse().unwrap(),
+        portcullis::dev_idp::DevClient {
+            client_id: "x".into(),
+            client_secret: "y".into(),
+        },
+        portcullis::clock::Clock::system(),
+    )
+    .await
+    .unwrap();
+    idp.stop();
+    let t = TestApp::start_with_issuer(idp, &[], false).await;
+    for (s, ct) in [
+        (
+            Scenario::new("start", "GET", "/oauth2/start?rd=/app", &[BROWSER]),
+            "text/html",
+        ),
+        (
+            Scenario::new("start api", "GET", "/oauth2/start", &[API]),
+            "application/json",
+        ),
+        (
+            Scenario::new("start head", "HEAD", "/oauth2/start", &[BROWSER]),
+            "text/html",
+        ),
+    ] {
+        let (code, status, g_ct, g_body) = grpc_denial(&t.app, &s).await;
+        assert_eq!((code, status), (14, 503), "{}", s.name);
+        assert!(g_ct.starts_with(ct), "{}: {g_ct}", s.name);
+        let (h_status, h_ct, h_body) = http_raw(&t.app, &s).await;
+        assert_eq!((h_status, h_ct), (503, g_ct), "{}", s.name);
+        assert_eq!(
+            g_body, h_body,
+            "{}: the same page from both adapters",
+            s.name
+        );
+        if s.method == "HEAD" {
+            assert!(g_body.is_empty(), "HEAD has no body");
+        } else {
+            assert!(
+                g_body.contains("temporarily unavailable"),
+                "{}: {g_body}",
+                s.name
+            );
+        }
+    }
+    // An ordinary check of an app path needing the same login: an RPC error.
+    let s = Scenario::new("app", "GET", "/app", &[BROWSER]);
+    let status = AuthzService::new(t.app.clone())
+        .check(tonic::Request::new(s.grpc()))
+        .await
+        .expect_err("an RPC error");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(via_http(&t.app, &s).await, Seen::Error);
+    t.stop().await;
+}
+
+/// A login half done when the IdP goes away: the browser is back with a code, the token
+/// exchange fails. Over gRPC the callback is a denial carrying the 502 page (no session
+/// cookie), the HTTP adapter answers the same 502 page.
+#[tokio::test]
+async fn callback_with_the_idp_gone_is_a_502_page_over_grpc() {
+    let mut t = TestApp::start(&[]).await;
+    let mut b = crate::support::Browser::new();
+    let start = b.get(&t.url("/app")).await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let authorize = start.header("location").expect("location").to_string();
+    let callback = url::Url::parse(&b.authorize(&authorize, "alice", "").await).unwrap();
+    t.idp.stop();
+    let target = format!(
+        "{}?{}",
+        callback.path(),
+        callback.query().unwrap_or_default()
+    );
+    let cookies = b.cookie_header();
+    let s = Scenario::new(
+        "callback idp gone",
+        "GET",
+        &target,
+        &[BROWSER, ("cookie", cookies.as_str())],
+    );
+    let (code, status, ct, body) = grpc_denial(&t.app, &s).await;
+    assert_eq!((code, status), (14, 502), "{body}");
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(body.contains("identity provider"), "{body}");
+    let (h_status, h_ct, h_body) = http_raw(&t.app, &s).await;
+    assert_eq!((h_status, h_ct, h_body), (502, ct, body));
+    t.stop().await;
+}
+
 // -- a client from Envoy's protos against the real listener ------------------------------------
 
 async fn channel(t: &TestApp) -> Channel {
