@@ -21,7 +21,8 @@
 //!
 //! "Flat": from the baseline sample (t = min(120 s, SECONDS/5): caches, pools and the allocator
 //! have warmed up) to the end, RSS never exceeds the baseline by more than 2 MiB, and open fds
-//! never exceed the highest count seen up to the baseline by more than 4.
+//! never exceed the highest count seen up to the baseline by more than 4. Runs shorter than
+//! 120 s (smoke runs) report memory but are not failed on it: too short to tell.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -180,6 +181,8 @@ enum Expect {
 
 /// One request to send.
 struct Case {
+    /// The kind sent: a fresh-bearer request when no fresh token is ready is a cached one.
+    kind: Kind,
     path: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     expect: Expect,
@@ -229,7 +232,7 @@ impl Material {
         }
     }
 
-    fn case(&self, kind: Kind, rng: &mut StdRng, grpc: bool) -> Case {
+    fn case(&self, mut kind: Kind, rng: &mut StdRng, grpc: bool) -> Case {
         let mut path = format!("/app/page/{}", rng.gen_range(0..1000));
         let mut headers = vec![h("accept", HTML)];
         let expect = match kind {
@@ -264,7 +267,10 @@ impl Material {
                 };
                 let (token, user) = match fresh {
                     Some(t) => t,
-                    None => self.cached[rng.gen_range(0..self.cached.len())].clone(),
+                    None => {
+                        kind = Kind::BearerCached;
+                        self.cached[rng.gen_range(0..self.cached.len())].clone()
+                    }
                 };
                 headers.push(h("authorization", &format!("Bearer {token}")));
                 Self::bearer(&user)
@@ -373,6 +379,7 @@ impl Material {
             }
         };
         Case {
+            kind,
             path,
             headers,
             expect,
@@ -706,7 +713,14 @@ async fn http_worker(shared: Arc<Shared>, addr: SocketAddr, seed: u64) -> Stats 
                 })
             }
             .await;
-            shared.record(&mut stats, kind, t.elapsed(), answer, &case.expect, "http");
+            shared.record(
+                &mut stats,
+                case.kind,
+                t.elapsed(),
+                answer,
+                &case.expect,
+                "http",
+            );
             if matches!(kind, Kind::OversizedCookie | Kind::NearLimitCookie) {
                 // After a 431 hyper closes the connection.
                 shared.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -758,7 +772,7 @@ async fn grpc_worker(
         let answer = answer
             .map_err(|e| format!("grpc status {:?}", e.code()))
             .and_then(|r| grpc_answer(r.into_inner().http_response));
-        shared.record(&mut stats, kind, took, answer, &case.expect, "grpc");
+        shared.record(&mut stats, case.kind, took, answer, &case.expect, "grpc");
     }
     stats
 }
@@ -1382,7 +1396,12 @@ api = true
             println!("  wrong: {w}");
         }
     }
-    let ok = wrong == 0 && five_xx == 0 && allows == 0 && rss_flat && fds_flat && alive;
+    let judged = seconds >= 120;
+    if !judged {
+        println!("(shorter than 120 s: memory reported, not judged)");
+    }
+    let ok =
+        wrong == 0 && five_xx == 0 && allows == 0 && alive && (!judged || (rss_flat && fds_flat));
     if ok {
         let _ = std::fs::remove_dir_all(&work);
         println!("PASS");
