@@ -10,7 +10,9 @@
 //! connection send a random mix of the kinds below for `SECONDS`. Exits 1 on any wrong answer,
 //! any 5xx, any transport error, or memory / descriptors that are not flat.
 //!
-//!   cargo build --release --bin portcullis --example soak
+//!   bench/soak.sh                           (or, by hand:)
+//!   cargo build --release --bin portcullis   # on its own: the binary a user gets
+//!   cargo build --release --example soak     # dev-dependency features stay out of the binary
 //!   target/release/examples/soak [SECONDS=600]
 //!
 //! Environment: `PORTCULLIS_BIN` (default target/release/portcullis), `CONNECTIONS` (50),
