@@ -6,8 +6,11 @@
 //! from peers in `server.trusted_proxies`.
 //!
 //! Resource limits (`server.max_*`, docs/configuration.md "Resource limits"):
-//! * a request head over `max_header_bytes` gets **431** (HTTP/1.1 from hyper's parser, h2
-//!   from the SETTINGS_MAX_HEADER_LIST_SIZE check);
+//! * a request head over `max_header_bytes` gets **431**. hyper bounds what it buffers
+//!   (`max_buf_size`, and h2's SETTINGS_MAX_HEADER_LIST_SIZE), but it only checks the buffer
+//!   while a head is still incomplete: a head that arrives whole in one read is parsed whatever
+//!   its size. So every parsed request is also measured ([`head_size`]) and answered 431 when
+//!   over the limit, which makes the limit exact on HTTP/1.1 too;
 //! * a forwarded body over `max_body_bytes` gets **413** (`ext_authz::check`);
 //! * a connection beyond `max_connections` open ones is served a **503** (`connection: close`)
 //!   for each request and closed, so Envoy's failure mode applies instead of a hang; past a
@@ -127,7 +130,7 @@ pub async fn serve(
                     });
                     continue;
                 };
-                let service = with_peer(router.clone(), peer);
+                let service = with_peer(router.clone(), peer, limits.max_header_bytes);
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
@@ -156,6 +159,7 @@ pub async fn serve(
 fn with_peer(
     router: axum::Router,
     peer: SocketAddr,
+    max_header_bytes: usize,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
     Response = axum::response::Response,
@@ -163,10 +167,46 @@ fn with_peer(
     Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
 > + Clone {
     service_fn(move |mut request: http::Request<Incoming>| {
+        let too_large = head_size(&request) > max_header_bytes;
         request.extensions_mut().insert(ConnectInfo(peer));
         let mut router = router.clone();
-        async move { router.call(request).await }
+        async move {
+            if too_large {
+                return Ok(headers_too_large_response());
+            }
+            router.call(request).await
+        }
     })
+}
+
+/// The size of a request's head as HTTP/1.1 puts it on the wire: the request line
+/// (`METHOD target HTTP/1.1` and CRLF), each `name: value` line with its CRLF, and the blank
+/// line. h2 heads are measured the same way (HPACK sizes differ, but the limit is about what
+/// portcullis is asked to hold and read, not about framing).
+pub fn head_size<B>(request: &http::Request<B>) -> usize {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(1, |pq| pq.as_str().len());
+    let line = request.method().as_str().len() + 1 + target + 1 + "HTTP/1.1\r\n".len();
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + fields + 2
+}
+
+/// The answer to a head over `server.max_header_bytes`.
+fn headers_too_large_response() -> http::Response<axum::body::Body> {
+    let body = "request header fields too large\n";
+    let mut r = http::Response::new(axum::body::Body::from(body));
+    *r.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }
 
 /// The answer on a connection over the limit: 503, so Envoy applies its failure mode (and
@@ -189,4 +229,20 @@ fn overloaded_response() -> http::Response<axum::body::Body> {
         http::HeaderValue::from_static("1"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_size;
+
+    #[test]
+    fn head_size_counts_the_request_line_every_field_and_the_blank_line() {
+        let request = http::Request::get("/a?b=c")
+            .header("host", "app")
+            .header("cookie", "x=1")
+            .body(())
+            .unwrap();
+        let wire = "GET /a?b=c HTTP/1.1\r\nhost: app\r\ncookie: x=1\r\n\r\n";
+        assert_eq!(head_size(&request), wire.len());
+    }
 }
