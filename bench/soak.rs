@@ -135,7 +135,7 @@ impl Kind {
             Kind::ApiNoCredentials => "no credentials, API (Accept JSON or /api/*) → 401",
             Kind::GarbageCookie => "random / truncated / bit-flipped / long / chunk-mixed cookie → 302",
             Kind::OversizedCookie => "head of 3× the 16 KiB limit → 431 (gRPC: 302)",
-            Kind::NearLimitCookie => "head 0–4 KiB over the 16 KiB limit → 431 or 302 (gRPC: 302)",
+            Kind::NearLimitCookie => "head 0–4 KiB over the 16 KiB limit → 431 (gRPC: 302)",
             Kind::SpoofedNoCredentials => "spoofed identity / X-Forwarded-* headers, no credentials → 302",
             Kind::UnderscoreHeader => "underscore identity header (x_auth_request_user) → 400",
             Kind::AmbiguousPath => "ambiguous path (/admin//../x, %2f, %2e%2e, %25, %00) → 400",
@@ -314,16 +314,12 @@ impl Material {
                     .collect();
                 headers.push(h("cookie", &format!("_portcullis={v}")));
                 // gRPC checks are bounded by the message size, not the head limit: there a
-                // long cookie is one that does not open.
-                // hyper checks the head's size only while the head is incomplete: one that arrived
-                // whole in the reads before the buffer reached the limit is parsed, so just over
-                // the limit either answer is right — the cookie does not open either way.
+                // long cookie is one that does not open. Over HTTP the limit is exact, also for
+                // a head that arrives whole (`http::serve::head_size`).
                 if grpc {
                     Expect::Login
-                } else if kind == Kind::OversizedCookie {
-                    Expect::Status(431)
                 } else {
-                    Expect::AnyOf(vec![Expect::Status(431), Expect::Login])
+                    Expect::Status(431)
                 }
             }
             Kind::SpoofedNoCredentials => {
