@@ -19,6 +19,8 @@
 #
 #   bench/peer.sh                  (DURATION=10, ROUNDS=1, LOG=info)
 #   SKIP_BUILD=1 DURATION=8 ROUNDS=2 bench/peer.sh
+#   PERF_OUT=target/bench-perf bench/peer.sh   (then one more valid-cookie run per relying party
+#                                              under `perf record`: CPU by shared object)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -155,6 +157,29 @@ for round in $(seq "$ROUNDS"); do
   wrk_row "Apache + mod_auth_openidc, no cookie, browser (302)" "$AP_PID" \
     "http://127.0.0.1:$AP_PORT/app" "accept: text/html"
 done
+if [ -n "${PERF_OUT:-}" ]; then
+  # Where the CPU goes, by shared object: perf samples of each server's process tree during one
+  # more valid-cookie run (not in the table above: sampling costs CPU too).
+  need perf
+  mkdir -p "$PERF_OUT"
+  AP_COOKIE=$(login_cookie "http://127.0.0.1:$AP_PORT/app" "$AP_CALLBACK" mod_auth_openidc_session)
+  for row in "apache:$AP_PID:$AP_PORT:$AP_COOKIE" "portcullis:$SERVE_PID:$PC_PORT:$PC_COOKIE"; do
+    IFS=: read -r name pid port cookie <<<"$row"
+    perf record -q -F 999 -g -o "$PERF_OUT/$name.data" -p "$(tree_pids "$pid" | tr ' ' ',')" \
+      >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+    wrk -t2 -c50 -d"${DURATION}s" -H "accept: application/json" -H "cookie: $cookie" \
+      "http://127.0.0.1:$port/app" >/dev/null
+    kill -INT "$perf_pid"; wait "$perf_pid" || true
+    echo
+    echo "perf, $name, valid cookie: share of CPU samples by shared object (top 12)"
+    echo '```'
+    perf report -i "$PERF_OUT/$name.data" --stdio --no-children --sort dso 2>/dev/null |
+      grep -E '^ +[0-9]' | head -12
+    echo '```'
+  done
+fi
 echo
 echo "| server | processes | RSS idle (sum) | PSS idle (sum) |"
 echo "|---|---|---|---|"
