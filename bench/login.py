@@ -19,7 +19,9 @@ forms each time.
   login.py run --url U --callback C --n N --concurrency 1 10 --pid portcullis=PID --pid idp=PID
       N logins at each concurrency (threads), after a warm-up; a Markdown table with logins/s,
       p50/p99 wall time, CPU per login of every named process and of this client (utime +
-      stime of all threads from /proc before and after), then p50/p99 of each step
+      stime of all threads from /proc before and after); then N more logins one at a time
+      with each named server's CPU read around every step (/proc/PID/task/*/schedstat:
+      nanoseconds, live threads only); then p50/p99 of each step at each concurrency
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@
 #   bench/peer.sh                  (DURATION=10, ROUNDS=1, LOG=info)
 #   SKIP_BUILD=1 DURATION=8 ROUNDS=2 bench/peer.sh
 #   PERF_OUT=target/bench-perf bench/peer.sh   (then one more valid-cookie run per relying party
-#                                              under `perf record`: CPU by shared object)
+#                                              under `perf record`: CPU by shared object; perf
+#                                              is Debian's linux-perf, not in bench/install.sh)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
