@@ -56,8 +56,15 @@ start_dev() {
   printf -v "${p}_COOKIE" '%s' "$cookie"
 }
 
-# CPU ticks (user + system) of a process and all its threads.
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# CPU ticks (user + system) of a process and all its threads, plus those of its children: live
+# ones read recursively, exited ones from its cutime + cstime (Apache's parent and workers; for a
+# process without children this is its own utime + stime).
+cpu_ticks() {
+  local t c
+  t=$(awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0)
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do t=$((t + $(cpu_ticks "$c"))); done
+  echo "$t"
+}
 # CPU µs per request between two tick readings.
 cpu_us() { python3 -c "print(round(($2-$1)/$TICK*1e6/max($3,1),1))"; }
 rss() { awk '/VmRSS/{print $2, $3}' "/proc/$1/status"; }
