@@ -177,8 +177,6 @@ enum Expect {
     InvalidToken,
     /// Exactly this status.
     Status(u16),
-    /// Any one of these.
-    AnyOf(Vec<Expect>),
 }
 
 /// One request to send.
@@ -502,16 +500,6 @@ fn verdict(m: &Material, expect: &Expect, a: &Answer) -> Result<(), String> {
                 return Err(format!("401 with www-authenticate {challenge:?}"));
             }
             Ok(())
-        }
-        Expect::AnyOf(all) => {
-            let mut why = Vec::new();
-            for e in all {
-                match verdict(m, e, a) {
-                    Ok(()) => return Ok(()),
-                    Err(w) => why.push(w),
-                }
-            }
-            Err(why.join(" / "))
         }
         Expect::Status(want) => {
             if status != *want {

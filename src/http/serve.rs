@@ -232,6 +232,7 @@ fn overloaded_response() -> http::Response<axum::body::Body> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::head_size;
 
