@@ -10,6 +10,10 @@ use portcullis::config::Config;
 /// EX_USAGE from sysexits.h: the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
 
+/// mimalloc instead of glibc's malloc: ~1.5 µs less CPU per check (bench/README.md, allocator).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (args, check_only) = match cli.command {
