@@ -9,7 +9,8 @@
 # burst of load from elsewhere hits every row alike. BEFORE_BIN=path adds the valid-cookie row
 # for another portcullis binary (a before/after comparison in the same run); PRELOAD=lib.so adds
 # it for this binary run with LD_PRELOAD (e.g. another allocator: /usr/lib/x86_64-linux-gnu/
-# libjemalloc.so.2 from Debian's libjemalloc2).
+# libjemalloc.so.2 from Debian's libjemalloc2); PRELOAD_BIN=path runs another binary that way
+# (e.g. one built with the system allocator, as mimalloc's #[global_allocator] ignores LD_PRELOAD).
 #
 #   bench/check.sh                         (DURATION=10, ROUNDS=1, LOG=info)
 #   BEFORE_BIN=/tmp/old/portcullis ROUNDS=3 bench/check.sh
@@ -27,7 +28,7 @@ F=$(free_port)
 FLOOR_PID=$!
 start_dev "$BIN" NEW
 if [ -n "${BEFORE_BIN:-}" ]; then start_dev "$BEFORE_BIN" OLD; fi
-if [ -n "${PRELOAD:-}" ]; then LD_PRELOAD="$PRELOAD" start_dev "$BIN" PRE; fi
+if [ -n "${PRELOAD:-}" ]; then LD_PRELOAD="$PRELOAD" start_dev "${PRELOAD_BIN:-$BIN}" PRE; fi
 wait_http "http://127.0.0.1:$F/"
 RSS_IDLE=$(rss "$NEW_PID")
 
@@ -37,11 +38,11 @@ for round in $(seq "$ROUNDS"); do
   wrk_row "portcullis, valid cookie (200)" "$NEW_PID" "http://127.0.0.1:$NEW_PORT/app" \
     "accept: application/json" "cookie: $NEW_COOKIE"
   if [ -n "${BEFORE_BIN:-}" ]; then
-    wrk_row "portcullis BEFORE_BIN, valid cookie (200)" "$OLD_PID" "http://127.0.0.1:$OLD_PORT/app" \
+    wrk_row "portcullis BEFORE_BIN ($(basename "$BEFORE_BIN")), valid cookie (200)" "$OLD_PID" "http://127.0.0.1:$OLD_PORT/app" \
       "accept: application/json" "cookie: $OLD_COOKIE"
   fi
   if [ -n "${PRELOAD:-}" ]; then
-    wrk_row "portcullis with LD_PRELOAD=$(basename "$PRELOAD"), valid cookie (200)" "$PRE_PID" \
+    wrk_row "portcullis ${PRELOAD_BIN:+$(basename "$PRELOAD_BIN") }with LD_PRELOAD=$(basename "$PRELOAD"), valid cookie (200)" "$PRE_PID" \
       "http://127.0.0.1:$PRE_PORT/app" "accept: application/json" "cookie: $PRE_COOKIE"
   fi
   wrk_row "portcullis, no session, browser (302)" "$NEW_PID" "http://127.0.0.1:$NEW_PORT/app" \

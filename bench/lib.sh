@@ -1,7 +1,7 @@
 # Shared by the bench/*.sh scripts (sourced, not run). Loopback only; free ports from the OS.
 # shellcheck shell=bash
 
-BIN="$ROOT/target/release/portcullis"
+BIN="${PORTCULLIS_BIN:-$ROOT/target/release/portcullis}"
 FLOOR="$ROOT/target/release/examples/floor"
 LOG="${LOG:-info}"
 TICK=$(getconf CLK_TCK)

@@ -4,6 +4,8 @@
 # floor's under the same load. RSS is sampled from /proc/<pid>/status every 100 ms.
 #
 #   bench/memory.sh                (DURATION=10, CONNECTIONS=1000)
+# BEFORE_BIN=path adds a row for another portcullis binary; PRELOAD=lib.so (with PRELOAD_BIN=path,
+# default this build) one for a binary run with LD_PRELOAD (another malloc), as in bench/check.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -18,6 +20,8 @@ F=$(free_port)
 "$FLOOR" "127.0.0.1:$F" >"$WORK/floor.log" 2>&1 &
 FLOOR_PID=$!
 start_dev "$BIN" NEW
+if [ -n "${BEFORE_BIN:-}" ]; then start_dev "$BEFORE_BIN" OLD; fi
+if [ -n "${PRELOAD:-}" ]; then LD_PRELOAD="$PRELOAD" start_dev "${PRELOAD_BIN:-$BIN}" PRE; fi
 wait_http "http://127.0.0.1:$F/"
 sleep 1
 
@@ -52,5 +56,13 @@ mem_row() { # name pid url header...
 mem_row "floor" "$FLOOR_PID" "http://127.0.0.1:$F/app" "accept: application/json"
 mem_row "portcullis dev (proxy + development issuer), valid cookie" "$NEW_PID" \
   "http://127.0.0.1:$NEW_PORT/app" "accept: application/json" "cookie: $NEW_COOKIE"
+if [ -n "${BEFORE_BIN:-}" ]; then
+  mem_row "portcullis BEFORE_BIN ($(basename "$BEFORE_BIN")), valid cookie" "$OLD_PID" \
+    "http://127.0.0.1:$OLD_PORT/app" "accept: application/json" "cookie: $OLD_COOKIE"
+fi
+if [ -n "${PRELOAD:-}" ]; then
+  mem_row "portcullis ${PRELOAD_BIN:+$(basename "$PRELOAD_BIN") }with LD_PRELOAD=$(basename "$PRELOAD"), valid cookie" \
+    "$PRE_PID" "http://127.0.0.1:$PRE_PORT/app" "accept: application/json" "cookie: $PRE_COOKIE"
+fi
 echo
 footer

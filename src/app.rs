@@ -140,12 +140,11 @@ impl App {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
         let url = sane
             .then(|| {
-                Url::parse(&format!(
+                callback_url(&format!(
                     "{}{}/callback",
                     input.origin(self.default_scheme()),
                     self.config.server.proxy_prefix
                 ))
-                .ok()
             })
             .flatten();
         url.ok_or_else(|| {
@@ -395,4 +394,50 @@ pub fn dev_config(
     base: figment::Figment,
 ) -> Result<Config, crate::config::ConfigError> {
     Config::validate(Config::load_raw(sources, base)?)
+}
+
+/// `Url::parse(text)`, remembered per thread for the last few distinct callback URLs: the same
+/// few hosts start logins over and over, and parsing one (host, IDNA) was about a tenth of a
+/// login redirect's instructions (bench/README.md). Parsing is a pure function of the text, so
+/// a remembered answer is the answer; long texts are not remembered.
+fn callback_url(text: &str) -> Option<Url> {
+    const KEEP: usize = 8;
+    const MAX_LEN: usize = 512;
+    thread_local! {
+        static PARSED: std::cell::RefCell<Vec<(String, Url)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PARSED.with(|cell| {
+        let mut parsed = cell.borrow_mut();
+        if let Some((_, url)) = parsed.iter().find(|(t, _)| t == text) {
+            return Some(url.clone());
+        }
+        let url = Url::parse(text).ok()?;
+        if text.len() <= MAX_LEN {
+            if parsed.len() == KEEP {
+                parsed.remove(0);
+            }
+            parsed.push((text.to_string(), url.clone()));
+        }
+        Some(url)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_urls_are_parsed_and_remembered_alike() {
+        for round in 0..3 {
+            for i in 0..12 {
+                let text = format!("https://app{i}.example.com:8443/oauth2/callback");
+                let url = callback_url(&text).expect("parses");
+                assert_eq!(url, Url::parse(&text).expect("parses"), "round {round}");
+            }
+        }
+        assert_eq!(callback_url("http://[::1/oauth2/callback"), None);
+        let long = format!("https://{}.example.com/oauth2/callback", "a".repeat(600));
+        assert_eq!(callback_url(&long), Url::parse(&long).ok());
+    }
 }

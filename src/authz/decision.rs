@@ -246,13 +246,11 @@ impl Reply {
 
     /// 302 to `location` (which must already be validated).
     pub fn redirect(location: &str, set_cookies: Vec<String>) -> Self {
-        let mut r = Self::new(
-            StatusCode::FOUND,
-            Body::html(format!(
-                "<a href=\"{}\">Found</a>.\n",
-                html_escape(location)
-            )),
-        );
+        let mut body = String::with_capacity(location.len() + 32);
+        body.push_str("<a href=\"");
+        html_escape_into(&mut body, location);
+        body.push_str("\">Found</a>.\n");
+        let mut r = Self::new(StatusCode::FOUND, Body::html(body));
         if let Ok(v) = HeaderValue::from_str(location) {
             r.headers.push((http::header::LOCATION, v));
         }
@@ -294,23 +292,48 @@ impl Reply {
 
 /// Minimal escaping for the few inline HTML bodies built outside templates.
 pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    let mut out = String::with_capacity(s.len() + 16);
+    html_escape_into(&mut out, s);
     out
+}
+
+/// [`html_escape`] appending to `out`. The text between special characters is copied as whole
+/// runs (a redirect's URL has hardly any), not pushed char by char; all five are ASCII, so every
+/// run ends on a char boundary.
+fn html_escape_into(out: &mut String, s: &str) {
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        out.push_str(entity);
+        run = i + 1;
+    }
+    out.push_str(&s[run..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_escaping() {
+        for (raw, want) in [
+            ("", ""),
+            ("plain /a?b=1", "plain /a?b=1"),
+            ("<a href=\"x\">&'", "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"),
+            ("caf\u{e9} <\u{1F600}>", "caf\u{e9} &lt;\u{1F600}&gt;"),
+            ("&&", "&amp;&amp;"),
+        ] {
+            assert_eq!(html_escape(raw), want, "{raw:?}");
+        }
+    }
 
     #[test]
     fn a_reply_is_never_2xx() {

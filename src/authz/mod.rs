@@ -132,7 +132,9 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
         return Ok(istio_sample(app, input));
     }
     if let Some(route) = login::own_route(&app.config.server.proxy_prefix, input) {
-        return login::handle(app, route, input).await;
+        // Boxed: the login routes' future (token exchange, userinfo, store) is kilobytes;
+        // inline it would be copied with every check's future (bench/README.md, profile).
+        return Box::pin(login::handle(app, route, input)).await;
     }
     let now = app.clock.now();
     let session = app.sessions.load(input, now).await?;
@@ -279,5 +281,27 @@ async fn bearer_fact<'a>(
         Verdict::KeysUnavailable(issuer) => Err(Error::ProviderNotReady(format!(
             "keys of bearer issuer {issuer} are not loaded"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn returns, from the fn item alone.
+    fn future_size<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A check's future is moved (copied) several times per request: into the instrumented
+    /// future, into the handler's box. The login routes, a token refresh and Redis lookups are
+    /// boxed where they are awaited so that their kilobytes are not part of it: it was over
+    /// 12 KiB, copied four times per check (bench/README.md, profile).
+    #[test]
+    fn the_check_future_stays_small() {
+        let check = future_size::<&App, &CheckInput, _>(check);
+        let answer = future_size::<&App, &CheckInput, _>(answer);
+        assert!(check <= 4096, "authz::check's future is {check} bytes");
+        assert!(answer <= 4096, "authz::answer's future is {answer} bytes");
     }
 }

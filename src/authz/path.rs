@@ -34,6 +34,39 @@ pub fn canonical(path: &str) -> Result<String, Ambiguous> {
     if path.len() > MAX_PATH {
         return Err(Ambiguous("too long"));
     }
+    if already_canonical(path) {
+        return Ok(path.to_string());
+    }
+    resolve(path)
+}
+
+/// Whether `path` is its own canonical form, which is what nearly every request has: printable
+/// ASCII without `%`, `;`, `\` or `#` (nothing to decode, no parameters, nothing ambiguous), and
+/// no empty (`//`) or dot segment. An empty last segment is a trailing slash, which is kept.
+/// [`resolve`] gives the same answer for these paths (a property test checks it); this only
+/// spares it the per-segment allocations.
+fn already_canonical(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let plain = path
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'%' | b';' | b'\\' | b'#'));
+    if !plain {
+        return false;
+    }
+    let mut segments = rest.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if (seg.is_empty() && !last) || seg == "." || seg == ".." {
+            return false;
+        }
+    }
+    true
+}
+
+/// The full resolution behind [`canonical`] (see the module docs).
+fn resolve(path: &str) -> Result<String, Ambiguous> {
     if !path.starts_with('/') {
         return Err(Ambiguous("not absolute"));
     }
@@ -254,7 +287,50 @@ mod tests {
         assert!(canonical(&format!("/{}", "a".repeat(MAX_PATH))).is_err());
     }
 
+    #[test]
+    fn fast_path_agrees_with_the_full_resolution() {
+        for p in [
+            "/",
+            "/admin",
+            "/admin/",
+            "/a/b/c",
+            "/a-b_c~d/e.f",
+            "/.well-known/x",
+            "/a/.../b",
+            "/x y",
+            "/a?b",
+            "/a:b@c!$&'()*+,=",
+            "//a",
+            "/a//",
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/a/.",
+            "/a;x",
+            "/a%41",
+            "/a\\b",
+            "/a#b",
+            "/caf\u{e9}",
+            "/a\u{85}",
+            "/a\u{7f}",
+        ] {
+            assert_eq!(canonical(p), resolve(p), "{p:?}");
+            if already_canonical(p) {
+                assert_eq!(resolve(p).as_deref(), Ok(p), "{p:?}");
+            }
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn fast_path_is_the_full_resolution(s in "/[a-zA-Z0-9%./;_~# \\\\-]{0,40}") {
+            proptest::prop_assert_eq!(canonical(&s), resolve(&s));
+            if already_canonical(&s) {
+                proptest::prop_assert_eq!(resolve(&s), Ok(s.clone()));
+            }
+        }
+
         #[test]
         fn canonical_is_stable_and_never_panics(s in "/[a-zA-Z0-9%./;_~-]{0,40}") {
             if let Ok(c) = canonical(&s) {

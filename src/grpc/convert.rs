@@ -109,13 +109,22 @@ pub fn to_input(request: &CheckRequest) -> Result<CheckInput, Malformed> {
 /// Regular headers into a `HeaderMap` (names lowercased, invalid names or values skipped),
 /// pseudo-headers into a separate list.
 fn headers(http: &HttpRequest) -> (HeaderMap, Vec<(String, String)>) {
-    let mut map = HeaderMap::new();
+    // Sized once: growing a `HeaderMap` rehashes it.
+    let count = if http.headers.is_empty() {
+        http.header_map.as_ref().map_or(0, |m| m.headers.len())
+    } else {
+        http.headers.len()
+    };
+    let mut map = HeaderMap::with_capacity(count);
     let mut pseudo = Vec::new();
     let mut add = |key: &str, value: &[u8]| {
-        let key = key.to_ascii_lowercase();
         if key.starts_with(':') {
-            pseudo.push((key, String::from_utf8_lossy(value).into_owned()));
+            pseudo.push((
+                key.to_ascii_lowercase(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
         } else if let (Ok(n), Ok(v)) = (
+            // `from_bytes` lowercases the name itself: no lowercased copy per header.
             HeaderName::from_bytes(key.as_bytes()),
             http::HeaderValue::from_bytes(value),
         ) {

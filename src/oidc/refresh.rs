@@ -113,6 +113,20 @@ pub async fn refresh(
         }
         Due::Refresh => {}
     }
+    // Boxed: a refresh (single flight, the IdP's token endpoint, saving to the store) is a
+    // future of kilobytes, which would otherwise be part of every check's future and be copied
+    // with it on every request, refresh or not (bench/README.md, profile).
+    Box::pin(refresh_due(app, input, session, now, policy)).await
+}
+
+/// [`refresh`] once one is due.
+async fn refresh_due(
+    app: &App,
+    input: &CheckInput,
+    session: Session,
+    now: i64,
+    policy: RefreshPolicy,
+) -> Result<(Option<Session>, Vec<String>), Error> {
     let ctx = Ctx::new(app);
     let ticket = app.sessions.ticket(input);
     let flight = app

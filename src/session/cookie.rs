@@ -179,8 +179,11 @@ impl CookieCodec {
         let plaintext = serde_json::to_vec(payload)?;
         let cipher = self.keys.first().ok_or(SealError::Encrypt)?;
 
+        // The 96-bit nonce must never repeat under one key; it need not be secret. The
+        // thread-local CSPRNG (ChaCha12, seeded and periodically reseeded from the OS, reseeded
+        // after fork) gives that without a getrandom system call per sealed cookie.
         let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        rand::thread_rng().fill_bytes(&mut nonce);
         let aad = associated_data(name);
         let sealed = cipher
             .encrypt(

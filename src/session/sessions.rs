@@ -105,14 +105,16 @@ impl Sessions {
                 let Some(ticket) = self.cookies.open_value::<Ticket>(input) else {
                     return Ok(None);
                 };
-                server.load(&ticket, now).await
+                // Boxed, as the deny-list lookup below: Redis futures are kilobytes, and the
+                // cookie store's checks would otherwise carry (and copy) them on every request.
+                Box::pin(server.load(&ticket, now)).await
             }
             (_, server) => {
                 let Some(session) = self.cookies.load(input, now) else {
                     return Ok(None);
                 };
                 match server {
-                    Some(s) if s.denied(&session).await? => Ok(None),
+                    Some(s) if Box::pin(s.denied(&session)).await? => Ok(None),
                     _ => Ok(Some(session)),
                 }
             }

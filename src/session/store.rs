@@ -181,8 +181,9 @@ impl SessionCookies {
         // (created, position in the request, name): browsers list older cookies first, which
         // breaks ties between logins started in the same microsecond.
         let mut live: Vec<(i64, usize, String)> = Vec::new();
+        let prefix = self.pending_prefix();
         for (i, (n, v)) in input.cookies.iter().enumerate() {
-            if !n.starts_with(&self.pending_prefix()) || *n == name {
+            if !n.starts_with(&prefix) || *n == name {
                 continue;
             }
             match self.codec.open::<PendingLogin>(n, v) {
@@ -234,12 +235,17 @@ impl SessionCookies {
     }
 
     fn pending_name(&self, state: &str) -> String {
-        let id: String = state
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-            .take(STATE_ID_LEN)
-            .collect();
-        format!("{}{}", self.pending_prefix(), id)
+        // `<name>_csrf_` and up to STATE_ID_LEN characters of the state, in one allocation.
+        let mut name = String::with_capacity(self.name.len() + 6 + STATE_ID_LEN);
+        name.push_str(&self.name);
+        name.push_str("_csrf_");
+        name.extend(
+            state
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                .take(STATE_ID_LEN),
+        );
+        name
     }
 
     /// The IdP sends the browser back with a cross-site top-level GET: a Strict cookie would not
