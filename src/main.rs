@@ -11,6 +11,8 @@ use portcullis::config::Config;
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
+    // Before anything can touch jsonwebtoken: its signature checks on ring.
+    portcullis::token::crypto::install();
     let cli = Cli::parse();
     let (args, check_only) = match cli.command {
         Some(Command::Dev(dev)) => return finish(portcullis::app::run_dev(dev)),
