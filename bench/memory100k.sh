@@ -62,7 +62,7 @@ echo "| idle (after one check) | - | 1 | $(mib "$IDLE") MiB | - |"
 echo "| 50 connections, rotating through the sessions | $R1 | $(( R1 < SESSIONS ? R1 : SESSIONS )) | $(mib "$AFTER1") MiB after | $(mib "$P1") MiB |"
 echo "| $MANY connections, the same $SESSIONS sessions again | $R2 | $(( R2 < SESSIONS ? R2 : SESSIONS )) | $(mib "$AFTER2") MiB 2 s after | $(mib "$P2") MiB |"
 echo
-echo "RSS every second, 50 connections (MiB): $S1"
-echo "RSS every second, $MANY connections (MiB): $S2"
+echo "RSS, one reading about every 1.5 s, 50 connections (MiB): $S1"
+echo "RSS, one reading about every 1.5 s, $MANY connections (MiB): $S2"
 [ "$R1" -ge "$SESSIONS" ] || echo "NOTE: the 50-connection run checked only $R1 of the $SESSIONS sessions; raise DURATION"
 footer

@@ -162,6 +162,64 @@ mod tests {
         assert!(install());
     }
 
+    const RSA1: &str = include_str!("../../tests/data/keys/rsa1.pem");
+
+    fn issuer() -> crate::config::BearerIssuer {
+        crate::config::BearerIssuer {
+            issuer: "https://i.example".into(),
+            jwks_uri: None,
+            audiences: vec!["api".into()],
+            algorithms: Vec::new(),
+            user_claim: "sub".into(),
+            email_claim: "email".into(),
+            groups_claim: "groups".into(),
+        }
+    }
+
+    /// Every RSA algorithm verifies on ring, a JWK `n` with a leading zero byte (the DER sign
+    /// byte some issuers leave on) works, and a changed signature never verifies.
+    #[test]
+    fn rsa_algorithms_and_padded_modulus() {
+        use crate::token::bearer::{verify, BearerError, KeySet};
+        use crate::token::testkit::SigningKey;
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let key = SigningKey::from_pem("k", Algorithm::RS256, RSA1.as_bytes()).unwrap();
+        let mut jwk = key.jwk.clone();
+        jwk.as_object_mut().unwrap().remove("alg");
+        let n = b64.decode(jwk["n"].as_str().unwrap()).unwrap();
+        let mut padded = jwk.clone();
+        padded["n"] = serde_json::json!(b64.encode([&[0u8][..], &n].concat()));
+        let claims = serde_json::json!({"iss": "https://i.example", "aud": "api", "sub": "s", "exp": 2_000_000_000i64});
+        for doc in [jwk, padded] {
+            let set = KeySet::from_jwks(&serde_json::json!({ "keys": [doc] })).unwrap();
+            assert_eq!(set.len(), 1);
+            for alg in [
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+            ] {
+                let mut h = key.header();
+                h.alg = alg;
+                let token = key.sign_with(&h, &claims);
+                let v = verify(&token, &issuer(), &set, 1_900_000_000, 0);
+                assert_eq!(v.map(|v| v.user), Ok("s".to_string()), "{alg:?}");
+                let (head, sig) = token.rsplit_once('.').unwrap();
+                let mut sig = b64.decode(sig).unwrap();
+                sig[10] ^= 1;
+                let bad = format!("{head}.{}", b64.encode(sig));
+                assert_eq!(
+                    verify(&bad, &issuer(), &set, 1_900_000_000, 0).map(|_| ()),
+                    Err(BearerError::Signature),
+                    "{alg:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn leading_zeros_are_stripped() {
         assert_eq!(strip_zeros(&[0, 0, 1, 0]), vec![1, 0]);
