@@ -153,6 +153,7 @@ impl JwtVerifier for RingVerifier {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
