@@ -77,26 +77,71 @@ header() {
 }
 
 # wrk_row NAME PID URL [HEADER...]: one wrk run; PID is the server whose CPU is counted
-# (several PIDs, space-separated, are summed).
+# (several PIDs, space-separated, are summed). WRK_SCRIPT=file.lua adds `-s file.lua`.
 wrk_row() {
   local name=$1 pids=$2 url=$3; shift 3
-  local args=() h before=0 after=0 out reqs p
+  local args=() h before=0 after=0 xbefore=0 xafter=0 out reqs p
   for h in "$@"; do args+=(-H "$h"); done
   for p in $pids; do before=$((before + $(cpu_ticks "$p"))); done
-  out=$(wrk -t2 -c"${CONNECTIONS:-50}" -d"${DURATION}s" --latency "${args[@]}" "$url")
+  for p in ${EXTRA_PIDS:-}; do xbefore=$((xbefore + $(cpu_ticks "$p"))); done
+  out=$(wrk -t2 -c"${CONNECTIONS:-50}" -d"${DURATION}s" --latency ${WRK_SCRIPT:+-s "$WRK_SCRIPT"} "${args[@]}" "$url")
   for p in $pids; do after=$((after + $(cpu_ticks "$p"))); done
+  for p in ${EXTRA_PIDS:-}; do xafter=$((xafter + $(cpu_ticks "$p"))); done
   reqs=$(echo "$out" | awk '/requests in/{print $1}')
-  local rps p50 p99 p999 non2xx
+  local rps p50 p99 p999 non2xx extra=""
   rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
   p50=$(echo "$out" | awk '$1=="50%"{print $2}')
   p99=$(echo "$out" | awk '$1=="99%"{print $2}')
   p999=$(echo "$out" | awk '$1=="99.900%"{print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/{print $5}')
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p50" "$p99" "${p999:--}" \
-    "$(cpu_us "$before" "$after" "$reqs")" "${non2xx:-0}"
+  # EXTRA_PIDS (e.g. redis-server): their CPU per request, in one more column.
+  [ -z "${EXTRA_PIDS+x}" ] || extra=" $( [ -n "$EXTRA_PIDS" ] && cpu_us "$xbefore" "$xafter" "$reqs" || echo -) |"
+  printf '| %s | %s | %s | %s | %s | %s |%s %s |\n' "$name" "$rps" "$p50" "$p99" "${p999:--}" \
+    "$(cpu_us "$before" "$after" "$reqs")" "$extra" "${non2xx:-0}"
 }
 
 footer() {
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src bench || echo '+changes'); machine: $(nproc) × $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2}')"
 }
+
+# --- `portcullis serve` against bench/kit.rs (bench/bearer.sh, redis.sh, sessions100k.sh) ---
+KIT="$ROOT/target/release/examples/bench_kit"
+
+# start_kit: the OpenID provider / bearer issuer stub (discovery + JWKS of the bench keys).
+# Sets KIT_PID and ISS.
+start_kit() {
+  local port
+  port=$(free_port)
+  "$KIT" serve "127.0.0.1:$port" >"$WORK/kit.log" 2>&1 &
+  KIT_PID=$!
+  ISS="http://127.0.0.1:$port"
+  wait_http "$ISS/jwks"
+}
+
+# start_serve PREFIX [TOML...]: `portcullis serve` with a config file trusting $ISS for login
+# and bearer tokens, plus the given TOML lines; waits for /readyz. Sets PREFIX_PID,
+# PREFIX_PORT, PREFIX_ADMIN and PREFIX_CONFIG.
+start_serve() {
+  local p=$1 port admin grpc pid conf; shift
+  port=$(free_port); admin=$(free_port); grpc=$(free_port)
+  conf="$WORK/portcullis-$p.toml"
+  {
+    printf '[server]\nhttp_address = "127.0.0.1:%s"\ngrpc_address = "127.0.0.1:%s"\nadmin_address = "127.0.0.1:%s"\n' "$port" "$grpc" "$admin"
+    printf '[oidc]\nissuer_url = "%s"\nclient_id = "bench"\nclient_secret = "bench"\n' "$ISS"
+    printf '[cookie]\nsecret = "%s"\nsecure = false\n' "$(head -c32 /dev/urandom | base64)"
+    printf '[log]\nlevel = "%s"\n' "$LOG"
+    printf '%s\n' "$@"
+  } >"$conf"
+  "$BIN" serve --config "$conf" >"$WORK/serve-$p.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null || { echo "portcullis not ready" >&2; cat "$WORK/serve-$p.log" >&2; exit 1; }
+  printf -v "${p}_PID" '%s' "$pid"
+  printf -v "${p}_PORT" '%s' "$port"
+  printf -v "${p}_ADMIN" '%s' "$admin"
+  printf -v "${p}_CONFIG" '%s' "$conf"
+}
+
+# metric ADMIN_PORT NAME: one counter or gauge of portcullis's /metrics (0 when absent).
+metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1==n{v=$2} END{print v+0}'; }

@@ -10,26 +10,26 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "bearer_setup.rs"]
+mod bearer_setup;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue, Method};
-use jsonwebtoken::Algorithm;
 use portcullis::authz::decide::{decide, BearerFact};
 use portcullis::authz::input::CheckInput;
 use portcullis::authz::policy::Policy;
-use portcullis::config::{AuthzConfig, BearerIssuer};
+use portcullis::config::AuthzConfig;
 use portcullis::session::cache::SessionCache;
 use portcullis::session::cookie::{CookieCodec, CookieKey};
 use portcullis::session::Session;
-use portcullis::token::bearer::{self, KeySet};
+use portcullis::token::bearer;
 use portcullis::token::cache::VerifiedCache;
-use portcullis::token::testkit::{jwks, SigningKey};
-use serde_json::json;
 
 const NOW: i64 = 1_800_000_000;
-const ISS: &str = "https://idp.example.com";
+use bearer_setup::ISS;
 
 fn session(id_token_len: usize) -> Session {
     Session {
@@ -125,30 +125,11 @@ fn redirect(c: &mut Criterion) {
     g.finish();
 }
 
-fn key(file: &str, kid: &str, alg: Algorithm) -> SigningKey {
-    let path = format!("{}/tests/data/keys/{file}", env!("CARGO_MANIFEST_DIR"));
-    SigningKey::from_pem(kid, alg, &std::fs::read(path).unwrap()).unwrap()
-}
-
 fn bearer_verify(c: &mut Criterion) {
-    let keys = [
-        key("rsa1.pem", "rsa", Algorithm::RS256),
-        key("ec256.pem", "ec256", Algorithm::ES256),
-    ];
-    let set = KeySet::from_jwks(&jwks(&keys.iter().collect::<Vec<_>>())).unwrap();
-    let issuer = BearerIssuer {
-        issuer: ISS.into(),
-        jwks_uri: None,
-        audiences: vec!["api".into()],
-        algorithms: vec![],
-        user_claim: "sub".into(),
-        email_claim: "email".into(),
-        groups_claim: "groups".into(),
-    };
-    let claims = json!({
-        "iss": ISS, "aud": "api", "sub": "svc", "exp": NOW + 3600, "iat": NOW,
-        "email": "svc@example.com", "groups": ["a", "b", "c"],
-    });
+    let keys: Vec<_> = bearer_setup::keys().into_iter().take(2).collect(); // RS256, ES256
+    let set = bearer_setup::key_set(&keys);
+    let issuer = bearer_setup::issuer(ISS);
+    let claims = bearer_setup::claims(ISS, "svc", NOW);
     let mut g = c.benchmark_group("bearer");
     for k in &keys {
         let token = k.sign(&claims);

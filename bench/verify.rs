@@ -2,29 +2,25 @@
 //! and of a cached one (shape check + SHA-256 of the token + cache lookup: what
 //! `token::Bearers::verify` does for a token it has seen). Self-timed loop, no assertions.
 //!
-//!     cargo run --release --example bearer_verify
+//!     cargo run --release --example bearer_verify                  (ring verifiers, as served)
+//!     cargo run --release --example bearer_verify -- --rust-crypto (jsonwebtoken's RustCrypto)
 //!
+//! `--rust-crypto` installs jsonwebtoken's own `rust_crypto` provider before portcullis can
+//! install its ring-backed one (`token::crypto`): the before/after of that change in one build.
 //! Results and the machine they came from: bench/README.md.
 
 #![allow(clippy::unwrap_used)]
+
+#[path = "bearer_setup.rs"]
+mod bearer_setup;
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::Algorithm;
-use portcullis::config::BearerIssuer;
-use portcullis::token::bearer::{self, KeySet};
+use bearer_setup::{claims, issuer, key_set, keys, ISS};
+use portcullis::token::bearer;
 use portcullis::token::cache::VerifiedCache;
-use portcullis::token::testkit::{jwks, SigningKey};
-use serde_json::json;
-
-const ISS: &str = "https://idp.example.com";
-
-fn key(file: &str, kid: &str, alg: Algorithm) -> SigningKey {
-    let path = format!("{}/tests/data/keys/{file}", env!("CARGO_MANIFEST_DIR"));
-    SigningKey::from_pem(kid, alg, &std::fs::read(path).unwrap()).unwrap()
-}
 
 /// Run `f` for about `budget`, return the mean time per call.
 fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
@@ -43,29 +39,23 @@ fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
 }
 
 fn main() {
-    let keys = [
-        key("rsa1.pem", "rsa", Algorithm::RS256),
-        key("ec256.pem", "ec256", Algorithm::ES256),
-        key("ec384.pem", "ec384", Algorithm::ES384),
-        key("ed25519.pem", "ed", Algorithm::EdDSA),
-    ];
-    let set = KeySet::from_jwks(&jwks(&keys.iter().collect::<Vec<_>>())).unwrap();
-    let issuer = BearerIssuer {
-        issuer: ISS.into(),
-        jwks_uri: None,
-        audiences: vec!["api".into()],
-        algorithms: vec![],
-        user_claim: "sub".into(),
-        email_claim: "email".into(),
-        groups_claim: "groups".into(),
+    let provider = if std::env::args().any(|a| a == "--rust-crypto") {
+        jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+            .install_default()
+            .unwrap();
+        assert!(!portcullis::token::crypto::install());
+        "RustCrypto"
+    } else {
+        assert!(portcullis::token::crypto::install());
+        "ring"
     };
+    let keys = keys();
+    let set = key_set(&keys);
+    let issuer = issuer(ISS);
     let now = 1_800_000_000;
-    let claims = json!({
-        "iss": ISS, "aud": "api", "sub": "svc", "exp": now + 3600, "iat": now,
-        "email": "svc@example.com", "groups": ["a", "b", "c"],
-    });
+    let claims = claims(ISS, "svc", now);
     let budget = Duration::from_secs(2);
-    println!("{:<28} {:>12}", "operation", "per call");
+    println!("{:<40} {:>12}", "operation", "per call");
     for k in &keys {
         let token = k.sign(&claims);
         let t = measure(budget, || {
@@ -74,8 +64,8 @@ fn main() {
             black_box(bearer::verify(&token, &issuer, &set, now, 30).unwrap());
         });
         println!(
-            "{:<28} {:>9.1} µs",
-            format!("uncached {:?}", k.alg),
+            "{:<40} {:>9.1} µs",
+            format!("uncached {:?} ({provider})", k.alg),
             t.as_nanos() as f64 / 1000.0
         );
     }
@@ -88,7 +78,7 @@ fn main() {
         black_box(cache.get(&token, now).unwrap());
     });
     println!(
-        "{:<28} {:>9.1} µs",
+        "{:<40} {:>9.1} µs",
         "cached (RS256 token)",
         t.as_nanos() as f64 / 1000.0
     );

@@ -16,6 +16,8 @@ const EXIT_CONFIG: u8 = 64;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before anything can touch jsonwebtoken: its signature checks on ring.
+    portcullis::token::crypto::install();
     let cli = Cli::parse();
     let (args, check_only) = match cli.command {
         Some(Command::Dev(dev)) => return finish(portcullis::app::run_dev(dev)),

@@ -126,6 +126,7 @@ impl KeySet {
     /// Build from a JWKS document. Keys that cannot verify signatures here (symmetric `oct`,
     /// `use: enc`, unknown curves or types, broken parameters) are skipped, not fatal.
     pub fn from_jwks(doc: &Value) -> Result<KeySet, &'static str> {
+        super::crypto::install();
         let list = doc
             .get("keys")
             .and_then(Value::as_array)
@@ -258,6 +259,7 @@ pub fn verify_signature(
     keys: &KeySet,
     required: &[&str],
 ) -> Result<Map<String, Value>, BearerError> {
+    super::crypto::install();
     match shape(token) {
         Shape::Jws => {}
         Shape::Opaque => return Err(BearerError::Malformed),

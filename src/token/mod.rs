@@ -5,6 +5,7 @@
 
 pub mod bearer;
 pub mod cache;
+pub mod crypto;
 pub mod jwks;
 pub mod testkit;
 

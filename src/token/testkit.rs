@@ -21,6 +21,7 @@ impl SigningKey {
         alg: Algorithm,
         pem: &[u8],
     ) -> Result<Self, jsonwebtoken::errors::Error> {
+        super::crypto::install();
         let key = match alg {
             Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem)?,
             Algorithm::EdDSA => EncodingKey::from_ed_pem(pem)?,
@@ -52,6 +53,7 @@ impl SigningKey {
 
     /// Sign `claims` under any header (tests of header attacks).
     pub fn sign_with(&self, header: &Header, claims: &Value) -> String {
+        super::crypto::install();
         jsonwebtoken::encode(header, claims, &self.key).unwrap_or_default()
     }
 }
@@ -63,6 +65,7 @@ pub fn jwks(keys: &[&SigningKey]) -> Value {
 
 /// Sign with any raw HMAC secret (the alg-confusion attack: HS256 keyed with a public key).
 pub fn sign_hs256(kid: &str, secret: &[u8], claims: &Value) -> String {
+    super::crypto::install();
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some(kid.to_string());
     jsonwebtoken::encode(&h, claims, &EncodingKey::from_secret(secret)).unwrap_or_default()
