@@ -66,7 +66,7 @@ fn codec(c: &mut Criterion) {
             continue; // not cached: every request opens it
         }
         let cache = SessionCache::default();
-        cache.insert(&sealed, &s, NOW);
+        cache.insert(&sealed, &std::sync::Arc::new(s.clone()), NOW);
         g.bench_with_input(
             BenchmarkId::new("cache_hit", format!("{kib}KiB")),
             &sealed,

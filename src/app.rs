@@ -227,7 +227,7 @@ impl App {
             proxy_prefix: &self.config.server.proxy_prefix,
             redirect: return_to.as_str(),
             footer: &self.config.pages.footer,
-            request_id: &input.request_id,
+            request_id: input.request_id.as_str(),
             switch_account,
         });
         self.page_reply(status, html)
@@ -248,7 +248,7 @@ impl App {
                 Body::json(&serde_json::json!({
                     "error": "unavailable",
                     "message": err.title(),
-                    "request_id": input.request_id,
+                    "request_id": input.request_id.as_str(),
                 })),
             );
         }

@@ -131,7 +131,7 @@ pub fn sign_in_page(app: &App, input: &CheckInput, return_to: &ReturnTo) -> Repl
         proxy_prefix: &app.config.server.proxy_prefix,
         redirect: return_to.as_str(),
         footer: &app.config.pages.footer,
-        request_id: &input.request_id,
+        request_id: input.request_id.as_str(),
     });
     app.page_reply(StatusCode::UNAUTHORIZED, html)
 }
@@ -177,7 +177,7 @@ pub fn unauthorized_json(app: &App, input: &CheckInput) -> Reply {
             "error": "unauthorized",
             "message": "authentication required",
             "sign_in": format!("{}/start", app.config.server.proxy_prefix),
-            "request_id": input.request_id,
+            "request_id": input.request_id.as_str(),
         })),
     );
     r.headers.push((
@@ -195,7 +195,7 @@ pub fn bearer_unauthorized(input: &CheckInput, reason: BearerError) -> Reply {
         Body::json(&json!({
             "error": "invalid_token",
             "message": reason.as_str(),
-            "request_id": input.request_id,
+            "request_id": input.request_id.as_str(),
         })),
     );
     let challenge = format!(

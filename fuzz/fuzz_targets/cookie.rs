@@ -92,7 +92,7 @@ fn input_with(cookie_header: &[u8]) -> CheckInput {
     if let Ok(v) = HeaderValue::from_bytes(cookie_header) {
         headers.insert(http::header::COOKIE, v);
     }
-    CheckInput::new(Method::GET, "app.example.com", "/", headers, String::new())
+    CheckInput::new(Method::GET, "app.example.com", "/", headers, String::new().into())
 }
 
 fn header_of(pairs: &[(String, String)]) -> String {
@@ -152,7 +152,7 @@ fuzz_target!(|input: Input| {
             }
             let header = header_of(&pairs);
             let loaded = env.sessions.load(&input_with(header.as_bytes()), NOW);
-            assert_eq!(loaded.as_ref(), Some(&session), "untouched round trip");
+            assert_eq!(loaded.as_deref(), Some(&session), "untouched round trip");
 
             // Re-encode what was decoded, with the old cookies still in the request.
             let again = env
@@ -161,7 +161,7 @@ fuzz_target!(|input: Input| {
                 .expect("a session that fitted once fits again");
             let header2 = portcullis_fuzz::cookie_header(&again);
             let reloaded = env.sessions.load(&input_with(header2.as_bytes()), NOW);
-            assert_eq!(reloaded.as_ref(), Some(&session), "re-encoded round trip");
+            assert_eq!(reloaded.as_deref(), Some(&session), "re-encoded round trip");
 
             // Mangle the cookies the browser sends back.
             let mut jar = pairs.clone();
@@ -225,7 +225,7 @@ fuzz_target!(|input: Input| {
                 );
             }
             if jar == pairs {
-                assert_eq!(mangled.as_ref(), Some(&session));
+                assert_eq!(mangled.as_deref(), Some(&session));
             }
         }
         Input::RawHeader(bytes) => {

@@ -130,7 +130,7 @@ impl Env {
             "app.example.com",
             "/",
             HeaderMap::new(),
-            String::new(),
+            String::new().into(),
         );
         let lines = rt.block_on(app.sessions.save(&session, &empty)).unwrap();
         let session_cookie = cookie_header(&lines);

@@ -36,8 +36,8 @@ pub struct CheckInput {
     /// Set by an adapter that could not read the original request (a trusted proxy's
     /// unreadable `X-Forwarded-*`): the decision is this denial, whatever else holds.
     pub unreadable: Option<crate::authz::decision::DenyReason>,
-    /// Request id for logs and error pages.
-    pub request_id: String,
+    /// Request id for logs and error pages (a fresh one is made on first use).
+    pub request_id: RequestId,
     /// Which adapter built this input (`http`, `grpc`, `forward`): a metrics label.
     pub adapter: &'static str,
     /// The peer's authenticated identity when the gateway knows it (gRPC `source.principal`,
@@ -52,7 +52,7 @@ impl CheckInput {
         host: &str,
         target: &str,
         headers: HeaderMap,
-        request_id: String,
+        request_id: RequestId,
     ) -> Self {
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -230,19 +230,60 @@ impl CheckInput {
     }
 }
 
+/// A request's id for logs and error pages: the gateway's `x-request-id`, or a random one
+/// made the first time it is used (a log line, an error page), so that a check which logs
+/// nothing does not make one. Every use of one input reads the same id.
+#[derive(Debug, Clone, Default)]
+pub struct RequestId(std::sync::OnceLock<String>);
+
+impl RequestId {
+    /// The id (made now, once, if the request had none).
+    pub fn as_str(&self) -> &str {
+        self.0.get_or_init(fresh_request_id)
+    }
+}
+
+impl From<String> for RequestId {
+    /// This exact id (empty included: error pages then show none).
+    fn from(id: String) -> Self {
+        Self(std::sync::OnceLock::from(id))
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(id: &str) -> Self {
+        Self::from(id.to_string())
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for RequestId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// The request id for logs and error pages: the gateway's `x-request-id` when it is a short
-/// token of letters, digits and dashes (it is echoed into pages), else a fresh random one.
-pub fn request_id(headers: &HeaderMap) -> String {
+/// token of letters, digits and dashes (it is echoed into pages), else a fresh random one,
+/// made when first used.
+pub fn request_id(headers: &HeaderMap) -> RequestId {
+    // A constant name: `get` with a `&str` would parse and lowercase it on every request.
+    const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
     headers
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
                 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
-        .map(str::to_string)
-        .unwrap_or_else(fresh_request_id)
+        .map(|v| RequestId::from(v.to_string()))
+        .unwrap_or_default()
 }
 
 /// A random request id (16 bytes, URL-safe base64). Not a secret, so it comes from the

@@ -10,6 +10,8 @@ pub mod policy;
 pub mod rules;
 pub mod sample;
 
+use std::sync::Arc;
+
 use crate::app::App;
 use crate::config::LoginMode;
 use crate::error::Error;
@@ -148,12 +150,12 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
     } else {
         (session, Vec::new())
     };
-    let decision = decide::decide(input, session.as_ref(), &bearer, &app.policy, now);
+    let decision = decide::decide(input, session.as_deref(), &bearer, &app.policy, now);
     // The identity behind an allow: the verified token's (as a transient session carrying the
     // caller's own token for the optional headers), else the cookie session's.
     let via_bearer = matches!(bearer, BearerFact::Verified(_));
     let identity = match (&bearer, token) {
-        (BearerFact::Verified(t), Some(raw)) => Some(Session {
+        (BearerFact::Verified(t), Some(raw)) => Some(Arc::new(Session {
             id: String::new(),
             user: t.user.clone(),
             email: t.email.clone(),
@@ -169,7 +171,7 @@ async fn answer(app: &App, input: &CheckInput) -> Result<Outcome, Error> {
             refresh_token: None,
             tokens_expire_at: None,
             refreshed_at: 0,
-        }),
+        })),
         _ => session,
     };
     match (decision, identity) {

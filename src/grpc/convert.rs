@@ -373,7 +373,10 @@ mod tests {
         assert_eq!(i.path_and_query(), "/raw?q=1");
         assert_eq!((i.cookie("a"), i.cookie("b")), (Some("1"), Some("2")));
         assert!(i.is_api());
-        assert!(!i.request_id.is_empty(), "a random id without x-request-id");
+        assert!(
+            !i.request_id.as_str().is_empty(),
+            "a random id without x-request-id"
+        );
     }
 
     #[test]

@@ -97,9 +97,9 @@ pub fn due(session: &Session, now: i64, p: &RefreshPolicy) -> Due {
 pub async fn refresh(
     app: &App,
     input: &CheckInput,
-    session: Option<Session>,
+    session: Option<Arc<Session>>,
     now: i64,
-) -> Result<(Option<Session>, Vec<String>), Error> {
+) -> Result<(Option<Arc<Session>>, Vec<String>), Error> {
     let Some(session) = session else {
         return Ok((None, Vec::new()));
     };
@@ -123,10 +123,10 @@ pub async fn refresh(
 async fn refresh_due(
     app: &App,
     input: &CheckInput,
-    session: Session,
+    session: Arc<Session>,
     now: i64,
     policy: RefreshPolicy,
-) -> Result<(Option<Session>, Vec<String>), Error> {
+) -> Result<(Option<Arc<Session>>, Vec<String>), Error> {
     let ctx = Ctx::new(app);
     let ticket = app.sessions.ticket(input);
     let flight = app
@@ -142,7 +142,6 @@ async fn refresh_due(
             if role == Role::Leader {
                 tracing::info!(request_id = %input.request_id, session_id = %fresh.id, "session refreshed");
             }
-            let fresh = Session::clone(&fresh);
             let cookies = app.sessions.save(&fresh, input).await?;
             return Ok((Some(fresh), cookies));
         }
@@ -156,7 +155,7 @@ async fn refresh_due(
             if role == Role::Leader {
                 tracing::info!(request_id = %input.request_id, session_id = %stored.id, "session refreshed by another replica; reloaded");
             }
-            return Ok((Some(Session::clone(&stored)), Vec::new()));
+            return Ok((Some(stored), Vec::new()));
         }
         Some((Flight::Ended(why), role)) => {
             if role == Role::Leader {

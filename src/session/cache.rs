@@ -73,7 +73,7 @@ impl SessionCache {
     }
 
     /// The session `sealed` opened to, if cached and still valid at `now`.
-    pub fn get(&self, sealed: &str, now: i64) -> Option<Session> {
+    pub fn get(&self, sealed: &str, now: i64) -> Option<Arc<Session>> {
         if self.capacity == 0 || sealed.len() > MAX_VALUE_LEN {
             return None;
         }
@@ -90,18 +90,18 @@ impl SessionCache {
             }
             entry.session.clone()
         };
-        Some(Session::clone(&session))
+        Some(session)
     }
 
     /// Remember that `sealed` opened to `session` (only a session valid at `now` is kept).
-    pub fn insert(&self, sealed: &str, session: &Session, now: i64) {
+    pub fn insert(&self, sealed: &str, session: &Arc<Session>, now: i64) {
         if self.capacity == 0 || sealed.len() > MAX_VALUE_LEN || !session.is_valid_at(now) {
             return;
         }
         let key = self.key(sealed);
         let entry = Entry {
             sealed: sealed.into(),
-            session: Arc::new(session.clone()),
+            session: Arc::clone(session),
         };
         let mut inner = self.lock();
         if inner.entries.len() >= self.capacity && !inner.entries.contains_key(&key) {
@@ -163,8 +163,8 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
 
-    fn session(id: &str, expires_at: i64) -> Session {
-        Session {
+    fn session(id: &str, expires_at: i64) -> Arc<Session> {
+        Arc::new(Session {
             id: id.into(),
             user: format!("user-{id}"),
             email: String::new(),
@@ -176,7 +176,7 @@ mod tests {
             expires_at,
             claims: Default::default(),
             ..Session::anonymous()
-        }
+        })
     }
 
     /// Values shaped like sealed cookies: a long common prefix, a distinct tail.
@@ -204,7 +204,7 @@ mod tests {
         let b = String::from_utf8(b).expect("ascii");
         assert_eq!(c.key(&a), c.key(&b));
         assert_eq!(c.get(&b, NOW), None);
-        assert_eq!(c.get(&a, NOW).map(|s| s.id), Some("s1".into()));
+        assert_eq!(c.get(&a, NOW).map(|s| s.id.clone()), Some("s1".into()));
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl Sessions {
     }
 
     /// The valid session in this request, if any. `Err` when Redis is needed and fails.
-    pub async fn load(&self, input: &CheckInput, now: i64) -> Result<Option<Session>, Error> {
+    pub async fn load(&self, input: &CheckInput, now: i64) -> Result<Option<Arc<Session>>, Error> {
         match (self.store, &self.server) {
             (StoreKind::Redis, Some(server)) => {
                 let Some(ticket) = self.cookies.open_value::<Ticket>(input) else {
@@ -107,7 +107,7 @@ impl Sessions {
                 };
                 // Boxed, as the deny-list lookup below: Redis futures are kilobytes, and the
                 // cookie store's checks would otherwise carry (and copy) them on every request.
-                Box::pin(server.load(&ticket, now)).await
+                Ok(Box::pin(server.load(&ticket, now)).await?.map(Arc::new))
             }
             (_, server) => {
                 let Some(session) = self.cookies.load(input, now) else {

@@ -1,6 +1,8 @@
 //! Session and pending-login cookies: names, attributes, chunking and clean-up. Sealing is
 //! `cookie::CookieCodec`; this file decides which cookies to set and which to expire.
 
+use std::sync::Arc;
+
 use cookie::time::Duration as CookieDuration;
 use cookie::{Cookie, SameSite};
 use subtle::ConstantTimeEq;
@@ -60,7 +62,7 @@ impl SessionCookies {
 
     /// The valid session in this request, if any. Tampered, truncated, expired, wrong-key or
     /// oversized cookies all read as "no session".
-    pub fn load(&self, input: &CheckInput, now: i64) -> Option<Session> {
+    pub fn load(&self, input: &CheckInput, now: i64) -> Option<Arc<Session>> {
         let s = &self.stats;
         let Some(sealed) = self.codec.join(&self.name, |n| input.cookie(n)) else {
             // A cookie (or first chunk) that does not join reads as invalid, none as absent.
@@ -76,6 +78,7 @@ impl SessionCookies {
                     StoreStats::inc(&s.load_invalid);
                     return None;
                 };
+                let session = Arc::new(session);
                 self.cache.insert(&sealed, &session, now);
                 session
             }
@@ -415,7 +418,7 @@ mod tests {
                 .iter()
                 .all(|l| l.contains("HttpOnly") && l.contains("Secure")));
             let loaded = store.load(&request_with(&lines), NOW + 1).expect("loads");
-            assert_eq!(loaded, s);
+            assert_eq!(*loaded, s);
             assert!(
                 store.load(&request_with(&lines), NOW + 3600).is_none(),
                 "expired"

@@ -334,7 +334,8 @@ async fn admin_api_revokes_by_subject_and_by_session_id() {
             .await
             .unwrap()
             .expect("bob's session")
-            .id;
+            .id
+            .clone();
         let (s, _) = revoke(
             &t,
             Some(ADMIN_TOKEN),
@@ -495,7 +496,10 @@ async fn redis_refresh_lock_waits_reloads_and_stores() {
         .await
         .unwrap();
     let now = Clock::system().now();
-    assert_eq!(sessions.load(&input, now).await.unwrap(), Some(fresh));
+    assert_eq!(
+        sessions.load(&input, now).await.unwrap(),
+        Some(Arc::new(fresh))
+    );
     t.stop().await;
 
     // The cookie store, even with Redis for the deny-list, has no refresh lock.
