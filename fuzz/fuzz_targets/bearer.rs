@@ -287,7 +287,10 @@ fn signed(s: &Signed, env: &Env) {
         // Integers must read back exactly. A float is parsed twice (here and in the verifier)
         // by serde_json, whose default float parsing may land one ULP apart: compare within that.
         Value::Number(n) if n.is_f64() => {
-            let (got, want) = (v.user.parse::<f64>().unwrap_or(f64::NAN), n.as_f64().unwrap_or(0.0));
+            let (got, want) = (
+                v.user.parse::<f64>().unwrap_or(f64::NAN),
+                n.as_f64().unwrap_or(0.0),
+            );
             assert!(
                 (got - want).abs() <= f64::EPSILON * got.abs().max(want.abs()),
                 "user {got} from sub {want}"

@@ -92,7 +92,13 @@ fn input_with(cookie_header: &[u8]) -> CheckInput {
     if let Ok(v) = HeaderValue::from_bytes(cookie_header) {
         headers.insert(http::header::COOKIE, v);
     }
-    CheckInput::new(Method::GET, "app.example.com", "/", headers, String::new().into())
+    CheckInput::new(
+        Method::GET,
+        "app.example.com",
+        "/",
+        headers,
+        String::new().into(),
+    )
 }
 
 fn header_of(pairs: &[(String, String)]) -> String {
@@ -218,7 +224,7 @@ fuzz_target!(|input: Input| {
             let mangled = env
                 .sessions
                 .load(&input_with(header_of(&jar).as_bytes()), NOW);
-            if let Some(s) = &mangled {
+            if let Some(s) = mangled.as_deref() {
                 assert_eq!(
                     s, &session,
                     "a mangled cookie opened to a different session"
