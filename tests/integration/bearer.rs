@@ -11,11 +11,10 @@ use axum::routing::get;
 use axum::Json;
 use jsonwebtoken::Algorithm;
 use portcullis::clock::Clock;
-use portcullis::dev_idp::{self, DevClient};
 use portcullis::token::testkit::{jwks, sign_hs256, SigningKey};
 use serde_json::{json, Value};
 
-use crate::support::{Browser, TestApp, CLIENT_ID, CLIENT_SECRET};
+use crate::support::{Browser, TestApp};
 
 fn key(file: &str, kid: &str, alg: Algorithm) -> SigningKey {
     let path = format!("{}/tests/data/keys/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -87,16 +86,7 @@ impl KeyServer {
 }
 
 async fn app_with(servers: &[&KeyServer], sets: &[&str]) -> TestApp {
-    let idp = dev_idp::start(
-        "127.0.0.1:0".parse().unwrap(),
-        DevClient {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-        },
-        Clock::system(),
-    )
-    .await
-    .unwrap();
+    let idp = crate::support::test_idp().await;
     let mut all = vec!["bearer.enabled=true"];
     all.extend_from_slice(sets);
     let toml: String = servers.iter().map(|s| s.toml()).collect();

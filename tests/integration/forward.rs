@@ -6,10 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use portcullis::clock::Clock;
-use portcullis::dev_idp::{self, DevClient};
-
-use crate::support::{Answer, Browser, TestApp, CLIENT_ID, CLIENT_SECRET};
+use crate::support::{Answer, Browser, TestApp};
 
 const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
 const JSON: (&str, &str) = ("accept", "application/json");
@@ -29,16 +26,7 @@ groups = ["admins"]
 "#;
 
 async fn start(sets: &[&str]) -> TestApp {
-    let idp = dev_idp::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        DevClient {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-        },
-        Clock::system(),
-    )
-    .await
-    .expect("dev issuer");
+    let idp = crate::support::test_idp().await;
     TestApp::start_full(idp, sets, Some(RULES), true).await
 }
 

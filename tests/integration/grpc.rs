@@ -616,17 +616,7 @@ async fn both_adapters_give_identical_answers() {
 
 #[tokio::test]
 async fn infrastructure_failure_is_5xx_over_http_and_unavailable_over_grpc() {
-    let mut idp = portcullis::dev_idp::start(
-        "127.0.0.1:0".parse().unwrap(),
-        portcullis::dev_idp::DevClient {
-            client_id: "x".into(),
-            client_secret: "y".into(),
-        },
-        portcullis::clock::Clock::system(),
-    )
-    .await
-    .unwrap();
-    idp.stop();
+    let idp = crate::support::stopped_idp().await;
     let t = TestApp::start_with_issuer(idp, &[], false).await;
     let s = Scenario::new("idp down", "GET", "/app", &[BROWSER]);
     assert_eq!(via_http(&t.app, &s).await, Seen::Error);
@@ -707,17 +697,7 @@ async fn grpc_denial(app: &Arc<App>, s: &Scenario) -> (i32, u16, String, String)
 /// Envoy's failure mode, and the HTTP adapter answers 5xx for both.
 #[tokio::test]
 async fn login_route_failures_are_pages_over_grpc_checks_stay_errors() {
-    let mut idp = portcullis::dev_idp::start(
-        "127.0.0.1:0".parse().unwrap(),
-        portcullis::dev_idp::DevClient {
-            client_id: "x".into(),
-            client_secret: "y".into(),
-        },
-        portcullis::clock::Clock::system(),
-    )
-    .await
-    .unwrap();
-    idp.stop();
+    let idp = crate::support::stopped_idp().await;
     let t = TestApp::start_with_issuer(idp, &[], false).await;
     for (s, ct) in [
         (

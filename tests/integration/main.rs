@@ -441,17 +441,7 @@ async fn health_paths_on_the_check_listener_are_ordinary_checks() {
 #[tokio::test]
 async fn idp_down_means_503_and_not_ready() {
     // An issuer that is not listening: discovery keeps failing.
-    let mut idp = portcullis::dev_idp::start(
-        "127.0.0.1:0".parse().unwrap(),
-        portcullis::dev_idp::DevClient {
-            client_id: "x".into(),
-            client_secret: "y".into(),
-        },
-        portcullis::clock::Clock::system(),
-    )
-    .await
-    .unwrap();
-    idp.stop();
+    let idp = crate::support::stopped_idp().await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let t = TestApp::start_with_issuer(idp, &[], false).await;
     let r = Browser::new().get(&t.url("/x")).await;
@@ -766,16 +756,7 @@ paths = ["/api/*"]
 action = "authenticated"
 api = true
 "#;
-    let idp = portcullis::dev_idp::start(
-        "127.0.0.1:0".parse().unwrap(),
-        portcullis::dev_idp::DevClient {
-            client_id: support::CLIENT_ID.into(),
-            client_secret: support::CLIENT_SECRET.into(),
-        },
-        portcullis::clock::Clock::system(),
-    )
-    .await
-    .unwrap();
+    let idp = support::test_idp().await;
     // The rules are loaded through the same layers as a user's --config file.
     let t = TestApp::start_full(idp, &[], Some(rules), true).await;
 

@@ -27,20 +27,31 @@ pub struct TestApp {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The development issuer on a free loopback port, with the test client registered.
+pub async fn test_idp() -> DevIdp {
+    dev_idp::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        DevClient {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+        },
+        Clock::system(),
+    )
+    .await
+    .expect("dev issuer")
+}
+
+/// An issuer address nobody answers on any more: discovery and every IdP call fail.
+pub async fn stopped_idp() -> DevIdp {
+    let mut idp = test_idp().await;
+    idp.stop();
+    idp
+}
+
 impl TestApp {
     /// Start with these `--set` overrides on top of a working test configuration.
     pub async fn start(sets: &[&str]) -> TestApp {
-        let idp = dev_idp::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            DevClient {
-                client_id: CLIENT_ID.into(),
-                client_secret: CLIENT_SECRET.into(),
-            },
-            Clock::system(),
-        )
-        .await
-        .expect("dev issuer");
-        Self::start_with_issuer(idp, sets, true).await
+        Self::start_with_issuer(test_idp().await, sets, true).await
     }
 
     pub async fn start_with_issuer(idp: DevIdp, sets: &[&str], discover: bool) -> TestApp {
