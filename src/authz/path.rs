@@ -7,7 +7,7 @@
 //!
 //! - percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded once; other
 //!   escapes stay encoded, with uppercase hex;
-//! - encoded `/` or `\`, dot segments spelled with escapes (`%2e%2e`), NUL, control characters,
+//! - encoded `/`, `\`, `?` or `#`, dot segments spelled with escapes (`%2e%2e`), NUL, control characters,
 //!   a raw `\` or `#`, broken escapes and escapes that decode to invalid UTF-8 (overlong forms)
 //!   are ambiguous;
 //! - `;params` are removed from every segment (Tomcat and others ignore them);
@@ -136,6 +136,10 @@ fn check_full_decode(path: &str) -> Result<(), Ambiguous> {
                 match hex {
                     b'/' | b'\\' => return Err(Ambiguous("encoded slash")),
                     b'%' => return Err(Ambiguous("double encoding")),
+                    // A server that decodes before it splits off the query or fragment (nginx
+                    // passing its decoded `$uri` upstream) reads `/admin%3F/../public` as
+                    // `/admin`, where the rules read `/public`.
+                    b'?' | b'#' => return Err(Ambiguous("encoded ? or #")),
                     _ => {}
                 }
                 decoded.push(hex);
@@ -210,7 +214,6 @@ mod tests {
             ("/a%7eb", "/a~b"),
             ("/a%2eb", "/a.b"),
             ("/x%20y", "/x%20y"),
-            ("/x%3fy", "/x%3Fy"),
             ("/caf%C3%A9", "/caf%C3%A9"),
             ("/café", "/café"),
             ("/ADMIN", "/ADMIN"),
@@ -273,6 +276,10 @@ mod tests {
             "/admin%2",
             "/admin%zz",
             "/admin%252f",
+            "/x%3fy",
+            "/admin%3F/../public/x",
+            "/admin%23/../public/x",
+            "/;x%23/public",
             "/admin%25",
             "admin",
             "",
