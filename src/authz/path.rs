@@ -10,7 +10,8 @@
 //! - encoded `/`, `\`, `?` or `#`, dot segments spelled with escapes (`%2e%2e`), NUL, control characters,
 //!   a raw `\` or `#`, broken escapes and escapes that decode to invalid UTF-8 (overlong forms)
 //!   are ambiguous;
-//! - `;params` are removed from every segment (Tomcat and others ignore them);
+//! - `;params` are removed from every segment (Tomcat and others ignore them); a dot segment
+//!   with parameters (`..;x`) is ambiguous;
 //! - empty segments are merged (`//admin` is `/admin`);
 //! - dot segments are resolved (RFC 3986 §5.2.4), never above the root.
 //!
@@ -76,7 +77,7 @@ fn resolve(path: &str) -> Result<String, Ambiguous> {
     let mut rfc: Vec<String> = Vec::new();
     for raw in path.split('/').skip(1) {
         // Path parameters: `/admin;x` is `/admin` to many servers.
-        let raw = raw.split(';').next().unwrap_or("");
+        let (raw, params) = raw.split_once(';').map_or((raw, false), |(r, _)| (r, true));
         if raw.eq_ignore_ascii_case("%2e") || raw.eq_ignore_ascii_case("%2e%2e") {
             return Err(Ambiguous("encoded dot segment"));
         }
@@ -85,6 +86,11 @@ fn resolve(path: &str) -> Result<String, Ambiguous> {
             return Err(Ambiguous("encoded dot segment"));
         }
         let seg = decode_unreserved(raw)?;
+        // `/internal/..;x/public` is `/public` to a server that drops parameters (Tomcat) and a
+        // path under `/internal` to one that keeps them (nginx): two readings.
+        if params && matches!(seg.as_str(), "." | "..") {
+            return Err(Ambiguous("dot segment with parameters"));
+        }
         match seg.as_str() {
             "." => {}
             ".." => {
@@ -280,6 +286,10 @@ mod tests {
             "/admin%3F/../public/x",
             "/admin%23/../public/x",
             "/;x%23/public",
+            "/internal/..;internal/public//",
+            "/admin/..;/public",
+            "/public/.;x/../admin",
+            "/a/..;",
             "/admin%25",
             "admin",
             "",
