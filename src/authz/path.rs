@@ -7,7 +7,7 @@
 //!
 //! - percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded once; other
 //!   escapes stay encoded, with uppercase hex;
-//! - encoded `/`, `\`, `?` or `#`, dot segments spelled with escapes (`%2e%2e`), NUL, control characters,
+//! - encoded `/`, `\`, `?`, `#` or `;`, dot segments spelled with escapes (`%2e%2e`), NUL, control characters,
 //!   a raw `\` or `#`, broken escapes and escapes that decode to invalid UTF-8 (overlong forms)
 //!   are ambiguous;
 //! - `;params` are removed from every segment (Tomcat and others ignore them); a dot segment
@@ -144,8 +144,9 @@ fn check_full_decode(path: &str) -> Result<(), Ambiguous> {
                     b'%' => return Err(Ambiguous("double encoding")),
                     // A server that decodes before it splits off the query or fragment (nginx
                     // passing its decoded `$uri` upstream) reads `/admin%3F/../public` as
-                    // `/admin`, where the rules read `/public`.
-                    b'?' | b'#' => return Err(Ambiguous("encoded ? or #")),
+                    // `/admin`, where the rules read `/public`; one that decodes before it drops
+                    // parameters reads `/internal%3B` as `/internal`.
+                    b'?' | b'#' | b';' => return Err(Ambiguous("encoded ?, # or ;")),
                     _ => {}
                 }
                 decoded.push(hex);
@@ -286,6 +287,8 @@ mod tests {
             "/admin%3F/../public/x",
             "/admin%23/../public/x",
             "/;x%23/public",
+            "/internal%3B",
+            "/internal%3bx/y",
             "/internal/..;internal/public//",
             "/admin/..;/public",
             "/public/.;x/../admin",
