@@ -157,6 +157,17 @@ async fn nginx_auth_endpoint_statuses_and_identity() {
     )
     .await;
     assert_eq!(r.status, 403);
+    // Read as `/public/x` or a path of its own by the rules once, but as `/admin` by a server
+    // that decodes before splitting off the query or dropping parameters, or keeps `..;x`.
+    for path in [
+        "/admin%3F/../public/x",
+        "/admin%23/../public/x",
+        "/admin/..;x/public/x",
+        "/admin%3B",
+    ] {
+        let r = ask(&mut b, &t, "/oauth2/auth", &forwarded(path, &h)).await;
+        assert_eq!(r.status, 403, "{path}");
+    }
 
     // Query constraints come from the auth request's own query, not the forwarded URI.
     let r = ask(
