@@ -62,8 +62,9 @@ def test_admins_reach_admin_and_others_get_403(rules_stack):
         ("/public%2f..%2fadmin/panel", 400),
         ("/public/%2e%2e/admin/panel", 400),
         ("/admin%00", 400),
-        # Envoy's normalize_path leaves these alone; a server behind it may read /admin.
-        ("/admin/..;x/public/x", 400),
+        # Envoy's normalize_path leaves %3B alone; a server that decodes it reads /admin. (It
+        # does resolve `/admin/..;x/public/x` to `/public/x` for portcullis and the app alike,
+        # as seen with Envoy 1.40.0 here: that one is a bypass only without normalize_path.)
         ("/admin%3B", 400),
     ],
 )
