@@ -120,13 +120,14 @@ fn headers(
     list: HashMap<String, String>,
     raw: Option<PbHeaderMap>,
 ) -> (HeaderMap, Vec<(String, String)>) {
-    // Sized once: growing a `HeaderMap` rehashes it.
+    // Sized once, with room for the Host header `to_input` adds when it is missing: growing a
+    // `HeaderMap` rehashes it.
     let count = if list.is_empty() {
         raw.as_ref().map_or(0, |m| m.headers.len())
     } else {
         list.len()
     };
-    let mut map = HeaderMap::with_capacity(count);
+    let mut map = HeaderMap::with_capacity(count + 1);
     let mut pseudo = Vec::new();
     let mut add = |mut key: String, value: Vec<u8>| {
         if key.starts_with(':') {
