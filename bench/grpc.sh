@@ -4,9 +4,11 @@
 # its connections):
 #   gRPC floor          bench/grpc_floor.rs: a tonic Authorization server that always allows
 #   portcullis          portcullis's gRPC listener, valid session cookie (OkResponse)
-# Each row also reports the server's CPU µs per request from /proc/<pid>/stat.
+# Each row also reports the server's CPU µs per request from /proc/<pid>/stat. BEFORE_BIN=path
+# adds the same row for another portcullis binary (e.g. one built from the previous commit).
 #
 #   bench/grpc.sh                  (DURATION=10, ROUNDS=1, LOG=info)
+#   BEFORE_BIN=/tmp/old/portcullis ROUNDS=2 bench/grpc.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -21,6 +23,7 @@ GF=$(free_port)
 "$ROOT/target/release/examples/grpc_floor" "127.0.0.1:$GF" >"$WORK/grpc-floor.log" 2>&1 &
 GF_PID=$!
 start_dev "$BIN" NEW
+if [ -n "${BEFORE_BIN:-}" ]; then start_dev "$BEFORE_BIN" OLD; fi
 sleep 1
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -40,6 +43,10 @@ grpc_row() { # name pid url header...
 for round in $(seq "$ROUNDS"); do
   grpc_row "gRPC floor (tonic, always allow)" "$GF_PID" "http://127.0.0.1:$GF"
   grpc_row "portcullis gRPC, valid cookie" "$NEW_PID" "http://127.0.0.1:$NEW_GRPC" "cookie: $NEW_COOKIE"
+  if [ -n "${BEFORE_BIN:-}" ]; then
+    grpc_row "portcullis BEFORE_BIN ($(basename "$BEFORE_BIN")) gRPC, valid cookie" "$OLD_PID" \
+      "http://127.0.0.1:$OLD_GRPC" "cookie: $OLD_COOKIE"
+  fi
 done
 echo
 footer

@@ -118,7 +118,7 @@ fuzz_target!(|input: Input| {
         },
         Input::Structured(s) => (build(s, env), s.session),
     };
-    let input_ = match convert::to_input(&request) {
+    let input_ = match convert::to_input(request) {
         Ok(i) => i,
         Err(m) => {
             let r = m.reply();

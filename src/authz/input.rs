@@ -1,7 +1,7 @@
 //! `CheckInput`: the protocol-neutral view of one request that a gateway asks about. Adapters
 //! (HTTP ext_authz, later gRPC and forward auth) build it; the core never sees wire types.
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, Method};
 
 /// One request to decide on.
 #[derive(Debug, Clone)]
@@ -47,22 +47,27 @@ pub struct CheckInput {
 
 impl CheckInput {
     /// Build from the parts every adapter has. `target` is path plus optional `?query`.
+    /// `host` and `target` are taken as `String`s when the adapter owns them (gRPC: moved,
+    /// not copied) or copied from `&str`.
     pub fn new(
         method: Method,
-        host: &str,
-        target: &str,
+        host: impl Into<String>,
+        target: impl Into<String>,
         headers: HeaderMap,
         request_id: RequestId,
     ) -> Self {
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (target.to_string(), None),
-        };
+        // The path is the target cut at its first `?`; the query is what follows it.
+        let mut path = target.into();
+        let query = path.find('?').map(|at| {
+            let query = path[at + 1..].to_string();
+            path.truncate(at);
+            query
+        });
         let cookies = parse_cookies(&headers);
         Self {
             method,
             scheme: None,
-            host: host.to_string(),
+            host: host.into(),
             path,
             constraint_query: query.clone(),
             query,
@@ -86,8 +91,9 @@ impl CheckInput {
             .map(|(_, v)| v.as_str())
     }
 
-    /// First value of a header as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    /// First value of a header as text. `name` is a `&str` or a `HeaderName`: a constant
+    /// `HeaderName` is not parsed and lowercased again on every call, as a `&str` is.
+    pub fn header<K: http::header::AsHeaderName>(&self, name: K) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -137,14 +143,16 @@ impl CheckInput {
     /// on navigations; `X-Requested-With: XMLHttpRequest` and `Sec-Fetch-Mode: cors` mark
     /// scripts.
     pub fn is_api(&self) -> bool {
+        const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+        const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
         if self
-            .header("x-requested-with")
+            .header(&X_REQUESTED_WITH)
             .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"))
         {
             return true;
         }
         if self
-            .header("sec-fetch-mode")
+            .header(&SEC_FETCH_MODE)
             .is_some_and(|v| v.eq_ignore_ascii_case("cors"))
         {
             return true;
@@ -200,7 +208,8 @@ impl CheckInput {
     /// The W3C trace id of the request (`traceparent: 00-<trace id>-<span id>-<flags>`), so
     /// portcullis's log lines join the gateway's trace. Invalid or all-zero ids are ignored.
     pub fn trace_id(&self) -> Option<&str> {
-        let tp = self.header("traceparent")?.trim();
+        const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+        let tp = self.header(&TRACEPARENT)?.trim();
         let mut parts = tp.split('-');
         let (version, trace, span, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);

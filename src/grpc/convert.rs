@@ -6,9 +6,11 @@ use envoy_types::ext_authz::v3::pb::{
     CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
     HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use envoy_types::pb::envoy::config::core::v3::HeaderMap as PbHeaderMap;
 use envoy_types::pb::google::rpc;
 use http::{HeaderMap, HeaderName, Method, StatusCode};
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 use crate::authz::decision::{Body, Outcome, Reply, GRPC_UNAVAILABLE};
 use crate::authz::input::{self, CheckInput};
@@ -48,38 +50,42 @@ impl Malformed {
 /// from `header_map` (`raw_value`, Envoy's `encode_raw_headers`). Envoy leaves `query` empty
 /// and keeps the query in `path`; a non-empty `query` is appended if `path` has none.
 /// `server.path_prefix` does not apply: Envoy prepends it in HTTP mode only.
-pub fn to_input(request: &CheckRequest) -> Result<CheckInput, Malformed> {
-    let http = request
-        .attributes
-        .as_ref()
-        .and_then(|a| a.request.as_ref())
-        .and_then(|r| r.http.as_ref())
+///
+/// Takes the decoded request by value (tonic hands the handler an owned one): header values,
+/// path, host, scheme and principal are moved into the input, not copied.
+pub fn to_input(request: CheckRequest) -> Result<CheckInput, Malformed> {
+    let attributes = request.attributes.ok_or(Malformed::NoHttpRequest)?;
+    let mut http = attributes
+        .request
+        .and_then(|r| r.http)
         .ok_or(Malformed::NoHttpRequest)?;
-    let (mut headers, pseudo) = headers(http);
-    let pick = |field: &str, name: &str| -> String {
+    let (mut headers, mut pseudo) = headers(std::mem::take(&mut http.headers), http.header_map);
+    // The field when set, else the first pseudo-header of that name (taken: each is read once).
+    let mut pick = |field: String, name: &str| -> String {
         if field.is_empty() {
             pseudo
-                .iter()
+                .iter_mut()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| std::mem::take(v))
                 .unwrap_or_default()
         } else {
-            field.to_string()
+            field
         }
     };
-    let method = pick(&http.method, ":method");
+    let method = pick(http.method, ":method");
     if method.is_empty() {
         return Err(Malformed::BadMethod);
     }
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| Malformed::BadMethod)?;
-    let mut target = pick(&http.path, ":path");
+    let mut target = pick(http.path, ":path");
     if target.is_empty() {
         return Err(Malformed::NoPath);
     }
     if !http.query.is_empty() && !target.contains('?') {
-        target = format!("{target}?{}", http.query);
+        target.push('?');
+        target.push_str(&http.query);
     }
-    let mut host = pick(&http.host, ":authority");
+    let mut host = pick(http.host, ":authority");
     if host.is_empty() {
         host = headers
             .get(http::header::HOST)
@@ -92,60 +98,88 @@ pub fn to_input(request: &CheckRequest) -> Result<CheckInput, Malformed> {
             headers.insert(http::header::HOST, v);
         }
     }
-    let scheme = pick(&http.scheme, ":scheme").to_ascii_lowercase();
+    let mut scheme = pick(http.scheme, ":scheme");
+    scheme.make_ascii_lowercase();
     let request_id = input::request_id(&headers);
-    let mut input = CheckInput::new(method, &host, &target, headers, request_id);
+    let mut input = CheckInput::new(method, host, target, headers, request_id);
     input.scheme = matches!(scheme.as_str(), "http" | "https").then_some(scheme);
     input.adapter = "grpc";
-    input.principal = request
-        .attributes
-        .as_ref()
-        .and_then(|a| a.source.as_ref())
-        .map(|s| s.principal.clone())
+    input.principal = attributes
+        .source
+        .map(|s| s.principal)
         .filter(|p| !p.is_empty());
     Ok(input)
 }
 
 /// Regular headers into a `HeaderMap` (names lowercased, invalid names or values skipped),
-/// pseudo-headers into a separate list.
-fn headers(http: &HttpRequest) -> (HeaderMap, Vec<(String, String)>) {
-    // Sized once: growing a `HeaderMap` rehashes it.
-    let count = if http.headers.is_empty() {
-        http.header_map.as_ref().map_or(0, |m| m.headers.len())
+/// pseudo-headers into a separate list: from `list` (the `headers` map) unless it is empty,
+/// else from `raw` (`header_map`: `raw_value`, or `value` when that is empty). Values are moved
+/// into the map (`HeaderValue::try_from(Vec<u8>)` validates them like `from_bytes` without
+/// copying).
+fn headers(
+    list: HashMap<String, String>,
+    raw: Option<PbHeaderMap>,
+) -> (HeaderMap, Vec<(String, String)>) {
+    // Sized once, with room for the Host header `to_input` adds when it is missing: growing a
+    // `HeaderMap` rehashes it.
+    let count = if list.is_empty() {
+        raw.as_ref().map_or(0, |m| m.headers.len())
     } else {
-        http.headers.len()
+        list.len()
     };
-    let mut map = HeaderMap::with_capacity(count);
+    let mut map = HeaderMap::with_capacity(count + 1);
     let mut pseudo = Vec::new();
-    let mut add = |key: &str, value: &[u8]| {
+    let mut add = |mut key: String, value: Vec<u8>| {
         if key.starts_with(':') {
-            pseudo.push((
-                key.to_ascii_lowercase(),
-                String::from_utf8_lossy(value).into_owned(),
-            ));
-        } else if let (Ok(n), Ok(v)) = (
-            // `from_bytes` lowercases the name itself: no lowercased copy per header.
-            HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_bytes(value),
-        ) {
+            key.make_ascii_lowercase();
+            let value = String::from_utf8(value)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            pseudo.push((key, value));
+        } else if let (Ok(n), Ok(v)) = (header_name(&key), http::HeaderValue::try_from(value)) {
             map.append(n, v);
         }
     };
-    if !http.headers.is_empty() {
-        for (k, v) in &http.headers {
-            add(k, v.as_bytes());
+    if !list.is_empty() {
+        for (k, v) in list {
+            add(k, v.into_bytes());
         }
-    } else if let Some(raw) = &http.header_map {
-        for h in &raw.headers {
+    } else if let Some(raw) = raw {
+        for h in raw.headers {
             let value = if h.raw_value.is_empty() {
-                h.value.as_bytes()
+                h.value.into_bytes()
             } else {
-                &h.raw_value
+                h.raw_value
             };
-            add(&h.key, value);
+            add(h.key, value);
         }
     }
     (map, pseudo)
+}
+
+/// A header name, lowercased. `HeaderName::from_bytes` lowercases and validates it (no
+/// lowercased copy per header) and allocates for every name that is not one of `http`'s
+/// standard headers; the names below, which Envoy adds to the requests it checks and browsers
+/// send on every navigation, are constants instead (the same `HeaderName`, no allocation).
+fn header_name(key: &str) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    let known = match key {
+        "x-forwarded-proto" => "x-forwarded-proto",
+        "x-forwarded-for" => "x-forwarded-for",
+        "x-request-id" => "x-request-id",
+        "x-envoy-internal" => "x-envoy-internal",
+        "x-envoy-external-address" => "x-envoy-external-address",
+        "x-envoy-expected-rq-timeout-ms" => "x-envoy-expected-rq-timeout-ms",
+        "sec-fetch-site" => "sec-fetch-site",
+        "sec-fetch-mode" => "sec-fetch-mode",
+        "sec-fetch-user" => "sec-fetch-user",
+        "sec-fetch-dest" => "sec-fetch-dest",
+        "sec-ch-ua" => "sec-ch-ua",
+        "sec-ch-ua-mobile" => "sec-ch-ua-mobile",
+        "sec-ch-ua-platform" => "sec-ch-ua-platform",
+        "priority" => "priority",
+        "traceparent" => "traceparent",
+        _ => return HeaderName::from_bytes(key.as_bytes()),
+    };
+    Ok(HeaderName::from_static(known))
 }
 
 /// Render an outcome. Allow → `status.code = 0` (explicit) + `ok_response`: identity headers
@@ -160,14 +194,15 @@ pub fn render(outcome: Outcome, head: bool) -> Result<CheckResponse, tonic::Stat
     match outcome {
         Outcome::Allow(a) => {
             let mut ok = OkHttpResponse::default();
+            ok.headers.reserve_exact(a.headers.len());
             for (name, value) in a.headers {
-                let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                let text = text(&value);
                 if name == identity::HEADERS_TO_REMOVE {
                     ok.headers_to_remove.extend(removable(&text));
                 } else {
                     ok.headers.push(option(
                         name.as_str(),
-                        text,
+                        text.into_owned(),
                         HeaderAppendAction::OverwriteIfExistsOrAdd,
                     ));
                 }
@@ -237,7 +272,7 @@ fn reply_headers(r: &Reply) -> Vec<HeaderValueOption> {
         .map(|(n, v)| {
             option(
                 n.as_str(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                text(v).into_owned(),
                 HeaderAppendAction::OverwriteIfExistsOrAdd,
             )
         })
@@ -257,6 +292,16 @@ fn reply_headers(r: &Reply) -> Vec<HeaderValueOption> {
         HeaderAppendAction::OverwriteIfExistsOrAdd,
     ));
     out
+}
+
+/// A header value as text, read as UTF-8 with invalid bytes replaced. Visible ASCII (every
+/// value portcullis makes from a valid session) is borrowed after `to_str`'s quick test of
+/// short values; anything else takes the full lossy reading: the same text either way.
+fn text(value: &http::HeaderValue) -> Cow<'_, str> {
+    match value.to_str() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()),
+    }
 }
 
 /// Names from a comma-separated list, without pseudo-headers or `host` (Envoy ignores those,
@@ -288,8 +333,7 @@ mod tests {
 
     use super::*;
     use crate::authz::decision::Allow;
-    use envoy_types::pb::envoy::config::core::v3::HeaderMap as PbHeaderMap;
-    use envoy_types::pb::envoy::service::auth::v3::attribute_context::Request;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
     use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
     use http::HeaderValue as HV;
 
@@ -329,7 +373,7 @@ mod tests {
 
     #[test]
     fn fields_headers_cookies_query_scheme() {
-        let i = to_input(&request(base())).expect("input");
+        let i = to_input(request(base())).expect("input");
         assert_eq!(i.method, Method::GET);
         assert_eq!(i.host, "app.example.com");
         assert_eq!(i.path, "/p");
@@ -367,7 +411,7 @@ mod tests {
             })
             .collect(),
         });
-        let i = to_input(&request(h)).expect("input");
+        let i = to_input(request(h)).expect("input");
         assert_eq!(i.method.as_str(), "PURGE");
         assert_eq!(i.host, "raw.example.com");
         assert_eq!(i.path_and_query(), "/raw?q=1");
@@ -379,17 +423,142 @@ mod tests {
         );
     }
 
+    /// The owned conversion's rules, one by one: `header_map` entries use `raw_value`, else
+    /// `value`; invalid names and values are skipped, obs-text values kept as bytes; pseudo-
+    /// headers match case-insensitively (the first of a name wins) and fill empty fields;
+    /// the Host header is the host's fallback; the scheme is lowercased; the principal is kept.
+    #[test]
+    fn owned_conversion_keeps_every_rule() {
+        use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
+        let entry = |k: &str, value: &str, raw: &[u8]| HeaderValue {
+            key: k.into(),
+            value: value.into(),
+            raw_value: raw.to_vec(),
+        };
+        let http = HttpRequest {
+            header_map: Some(PbHeaderMap {
+                headers: vec![
+                    entry(":METHOD", "", b"DELETE"),
+                    entry(":method", "", b"GET"),
+                    entry(":Path", "/a?b=1?c", b""),
+                    entry(":scheme", "", b"HTTPS"),
+                    entry("Host", "", b"from-header.example"),
+                    entry("x-value", "from value", b""),
+                    entry("x-raw", "ignored", b"from raw"),
+                    entry("x-obs", "", b"caf\xe9"),
+                    entry("bad name", "", b"v"),
+                    entry("x-bad-value", "", b"a\nb"),
+                    entry("x-empty", "", b""),
+                ],
+            }),
+            ..Default::default()
+        };
+        let mut req = request(http);
+        if let Some(a) = req.attributes.as_mut() {
+            a.source = Some(Peer {
+                principal: "spiffe://cluster.local/ns/a/sa/b".into(),
+                ..Default::default()
+            });
+        }
+        let i = to_input(req).expect("input");
+        assert_eq!(
+            i.method,
+            Method::DELETE,
+            "the first pseudo-header of a name"
+        );
+        assert_eq!((i.path.as_str(), i.query.as_deref()), ("/a", Some("b=1?c")));
+        assert_eq!(i.constraint_query.as_deref(), Some("b=1?c"));
+        assert_eq!(i.scheme.as_deref(), Some("https"));
+        assert_eq!(i.host, "from-header.example");
+        assert_eq!(i.header("host"), Some("from-header.example"));
+        assert_eq!(i.header("x-value"), Some("from value"));
+        assert_eq!(i.header("x-raw"), Some("from raw"));
+        assert_eq!(
+            i.headers.get("x-obs").map(|v| v.as_bytes()),
+            Some(&b"caf\xe9"[..])
+        );
+        assert_eq!(i.header("x-empty"), Some(""));
+        assert!(i.headers.get("x-bad-value").is_none());
+        assert!(i.headers.keys().all(|n| !n.as_str().starts_with(':')));
+        assert_eq!(i.headers.len(), 5, "{:?}", i.headers);
+        assert_eq!(i.adapter, "grpc");
+        assert_eq!(i.service_account(), Some(("a", "b")));
+
+        // `headers` (the map) wins over `header_map`; an unknown scheme is none; an empty
+        // principal is none; a host field wins over the Host header, which is kept as sent.
+        let mut h = base();
+        h.scheme = "FTP".into();
+        h.headers.insert("host".into(), "other.example".into());
+        h.header_map = Some(PbHeaderMap {
+            headers: vec![entry("x-ignored", "", b"1")],
+        });
+        let i = to_input(request(h)).expect("input");
+        assert_eq!(i.scheme, None);
+        assert_eq!(i.principal, None);
+        assert_eq!(i.host, "app.example.com");
+        assert_eq!(i.header("host"), Some("other.example"));
+        assert!(i.header("x-ignored").is_none());
+    }
+
+    #[test]
+    fn header_names_are_those_of_from_bytes() {
+        for key in [
+            "x-forwarded-proto",
+            "x-forwarded-for",
+            "x-request-id",
+            "x-envoy-internal",
+            "x-envoy-external-address",
+            "x-envoy-expected-rq-timeout-ms",
+            "sec-fetch-site",
+            "sec-fetch-mode",
+            "sec-fetch-user",
+            "sec-fetch-dest",
+            "sec-ch-ua",
+            "sec-ch-ua-mobile",
+            "sec-ch-ua-platform",
+            "priority",
+            "traceparent",
+            "X-Forwarded-Proto",
+            "accept",
+            "Cookie",
+            "x-custom",
+            "X_Auth_Request_User",
+        ] {
+            let want = HeaderName::from_bytes(key.as_bytes()).expect("valid");
+            assert_eq!(header_name(key).expect("valid"), want, "{key}");
+        }
+        for bad in ["", "bad name", "x\u{e9}", "a:b", ":method"] {
+            assert!(header_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_is_the_lossy_utf8_reading() {
+        let values: [&[u8]; 6] = [
+            b"",
+            b"alice@example.com",
+            b"a\tb",
+            "caf\u{e9} \u{1F600}".as_bytes(),
+            b"caf\xe9",
+            b"\xff\xfe x",
+        ];
+        for v in values {
+            let hv = HV::from_bytes(v).expect("a valid header value");
+            assert_eq!(text(&hv), String::from_utf8_lossy(v), "{v:?}");
+        }
+    }
+
     #[test]
     fn query_field_is_used_only_when_path_has_none() {
         let mut h = base();
         h.path = "/p".into();
         h.query = "z=9".into();
         assert_eq!(
-            to_input(&request(h.clone())).expect("i").path_and_query(),
+            to_input(request(h.clone())).expect("i").path_and_query(),
             "/p?z=9"
         );
         h.path = "/p?x=1".into();
-        assert_eq!(to_input(&request(h)).expect("i").path_and_query(), "/p?x=1");
+        assert_eq!(to_input(request(h)).expect("i").path_and_query(), "/p?x=1");
     }
 
     #[test]
@@ -422,7 +591,8 @@ mod tests {
             (request(no_path), Malformed::NoPath),
         ];
         for (req, want) in cases {
-            assert_eq!(to_input(&req).expect_err("malformed"), want, "{req:?}");
+            let shown = format!("{req:?}");
+            assert_eq!(to_input(req).expect_err("malformed"), want, "{shown}");
         }
         let r = render(Outcome::Reply(Malformed::NoPath.reply()), false).expect("rendered");
         assert_eq!(r.status.expect("status").code, 7);

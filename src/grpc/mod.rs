@@ -50,7 +50,7 @@ impl Authorization for AuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let request = request.into_inner();
-        let input = match convert::to_input(&request) {
+        let input = match convert::to_input(request) {
             Ok(input) => input,
             Err(m) => {
                 tracing::info!(
